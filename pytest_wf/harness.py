@@ -1,0 +1,301 @@
+"""Drive the real ``wf`` CLI in an isolated home, the way a user's CI would (no pytest needed).
+
+Every call is a real subprocess (``python -m wf_engine``), so a test exercises exactly what a user
+runs: argument parsing, exit codes, signals, files on disk. Results are read back through the same
+fold the engine uses, so a test can assert on states without parsing text.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wf_engine.eventlog import Record, read_log
+from wf_engine.store import RunPaths, RunStore
+
+WorkflowSpec = Mapping[str, Any] | str | os.PathLike[str]
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What one ``wf`` command did: exit code, output, and the run as its log tells it."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    run_id: str | None
+    home: str
+    status: dict[str, Any] | None = field(default=None, repr=False)
+
+    @property
+    def state(self) -> str | None:
+        return None if self.status is None else self.status["state"]
+
+    @property
+    def steps(self) -> dict[str, dict[str, Any]]:
+        return {} if self.status is None else self.status["steps"]
+
+    def step_state(self, step: str) -> str:
+        return str(self.steps[step]["state"])
+
+    @property
+    def paths(self) -> RunPaths:
+        assert self.run_id is not None
+        return RunStore(self.home).paths(self.run_id)
+
+    @property
+    def events(self) -> list[Record]:
+        records, _ = read_log(self.paths.events)
+        return records
+
+    def transitions(self, step: str | None = None) -> list[tuple[str, str, str]]:
+        """``(step, from, to)`` for every step record, in log order."""
+        return [
+            (r["step"], r["from"], r["to"])
+            for r in self.events
+            if r["type"] == "step" and (step is None or r["step"] == step)
+        ]
+
+
+class WfHarness:
+    """Runs workflows through the CLI in one home folder; see ``pytest_wf`` for the fixture."""
+
+    def __init__(self, home: str | os.PathLike[str], workdir: str | os.PathLike[str]) -> None:
+        self.home = str(home)
+        self.workdir = Path(workdir)
+        self._ids = itertools.count(1)
+        self._started: list[RunningWf] = []
+
+    # -- building blocks -----------------------------------------------------------------------
+
+    def command(self, *args: str) -> list[str]:
+        return [sys.executable, "-m", "wf_engine", "--home", self.home, *args]
+
+    def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        env = dict(os.environ)
+        env.pop("WF_HOME", None)
+        env.update(extra or {})
+        return env
+
+    def workflow_file(self, workflow: WorkflowSpec) -> str:
+        """A path for ``workflow``: written to the work folder when given as a dict."""
+        if isinstance(workflow, Mapping):
+            name = str(workflow.get("workflow_id", "workflow"))
+            path = self.workdir / f"{name}-{next(self._ids)}.json"
+            path.write_text(json.dumps(workflow, indent=2))
+            return str(path)
+        return os.fspath(workflow)
+
+    def new_run_id(self, prefix: str = "run") -> str:
+        return f"{prefix}-{os.getpid()}-{next(self._ids)}"
+
+    # -- commands ------------------------------------------------------------------------------
+
+    def cli(
+        self, *args: str, env: Mapping[str, str] | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        """Run ``wf ARGS`` to completion."""
+        return subprocess.run(
+            self.command(*args),
+            capture_output=True,
+            text=True,
+            env=self.env(env),
+            timeout=timeout,
+            cwd=self.workdir,
+            check=False,
+        )
+
+    def run(
+        self,
+        workflow: WorkflowSpec,
+        *options: str,
+        run_id: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 120,
+    ) -> RunResult:
+        """``wf run`` to the end; the result carries ``wf status --json`` of the run."""
+        run_id = run_id or self.new_run_id()
+        path = self.workflow_file(workflow)
+        done = self.cli("run", path, "--run-id", run_id, *options, env=env, timeout=timeout)
+        return self._result(done, run_id)
+
+    def resume(self, run_id: str, *options: str, env: Mapping[str, str] | None = None) -> RunResult:
+        return self._result(self.cli("resume", run_id, *options, env=env), run_id)
+
+    def cancel(self, run_id: str, *options: str) -> RunResult:
+        return self._result(self.cli("cancel", run_id, *options), run_id)
+
+    def status(self, run_id: str) -> dict[str, Any]:
+        done = self.cli("status", run_id, "--json")
+        if done.returncode != 0:
+            raise AssertionError(f"wf status {run_id} exited {done.returncode}: {done.stderr}")
+        result: dict[str, Any] = json.loads(done.stdout)
+        return result
+
+    def start(
+        self,
+        workflow: WorkflowSpec,
+        *options: str,
+        run_id: str | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> RunningWf:
+        """Start ``wf run`` in the background (its own session) and return a handle on it."""
+        run_id = run_id or self.new_run_id()
+        path = self.workflow_file(workflow)
+        process = subprocess.Popen(
+            self.command("run", path, "--run-id", run_id, *options),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env(env),
+            cwd=self.workdir,
+            start_new_session=True,
+        )
+        running = RunningWf(self, run_id, process)
+        self._started.append(running)
+        return running
+
+    def close(self) -> None:
+        """Kill every runner this harness started in the background and is still running."""
+        for running in self._started:
+            running.close()
+
+    def _result(self, done: subprocess.CompletedProcess[str], run_id: str) -> RunResult:
+        status = None
+        if RunStore(self.home).exists(run_id):
+            probe = self.cli("status", run_id, "--json")
+            if probe.returncode == 0:
+                status = json.loads(probe.stdout)
+        return RunResult(done.returncode, done.stdout, done.stderr, run_id, self.home, status)
+
+
+class RunningWf:
+    """A ``wf run`` process started in the background."""
+
+    def __init__(self, harness: WfHarness, run_id: str, process: subprocess.Popen[str]) -> None:
+        self.harness = harness
+        self.run_id = run_id
+        self.process = process
+
+    @property
+    def paths(self) -> RunPaths:
+        return RunStore(self.harness.home).paths(self.run_id)
+
+    def events(self) -> list[Record]:
+        if not os.path.exists(self.paths.events):
+            return []
+        records, _ = read_log(self.paths.events)
+        return records
+
+    def wait_for(
+        self, predicate: Callable[[list[Record]], bool], timeout: float = 60, what: str = ""
+    ) -> list[Record]:
+        """Wait until ``predicate(events)`` holds (checked as the log grows)."""
+        found: list[Record] = wait_until(
+            lambda: _checked(predicate, self.events()), timeout, what or "log"
+        )
+        return found
+
+    def wait_for_step(self, step: str, state: str, timeout: float = 60) -> list[Record]:
+        def reached(events: list[Record]) -> bool:
+            return any(
+                r["type"] == "step" and r["step"] == step and r["to"] == state for r in events
+            )
+
+        return self.wait_for(reached, timeout, f"step {step} {state}")
+
+    def signal(self, signum: int) -> None:
+        self.process.send_signal(signum)
+
+    def kill(self) -> None:
+        """SIGKILL the runner only (its steps live on in their own sessions)."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def wait(self, timeout: float = 120) -> RunResult:
+        stdout, stderr = self.process.communicate(timeout=timeout)
+        done = subprocess.CompletedProcess(
+            self.process.args, self.process.returncode, stdout, stderr
+        )
+        return self.harness._result(done, self.run_id)
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.communicate()
+
+
+def _checked(
+    predicate: Callable[[list[Record]], bool], events: list[Record]
+) -> list[Record] | None:
+    return events if predicate(events) else None
+
+
+def wait_until(probe: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
+    """Poll ``probe`` until it returns something truthy (tests only: waits on a condition)."""
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+        time.sleep(pause)
+        pause = min(pause * 1.5, 0.1)
+
+
+class TaskKit:
+    """Step commands from ``fault_injection.task`` that record every start in one file."""
+
+    def __init__(self, record: str | os.PathLike[str]) -> None:
+        self.record = os.fspath(record)
+
+    def __call__(self, behaviour: str, *args: str, label: str | None = None) -> list[str]:
+        """A list command (no shell): ``tasks("fail-first", "2")``."""
+        command = [sys.executable, "-m", "fault_injection.task", "--record", self.record]
+        if label is not None:
+            command += ["--label", label]
+        return [*command, behaviour, *args]
+
+    def records(self) -> list[dict[str, object]]:
+        from fault_injection.task import read_records
+
+        return read_records(self.record)
+
+    def starts(self, label: str) -> int:
+        from fault_injection.task import count_starts
+
+        return count_starts(self.record, label)
+
+    def pids(self, event: str, label: str | None = None) -> list[int]:
+        return [
+            int(str(r["pid"]))
+            for r in self.records()
+            if r.get("event") == event and (label is None or r.get("label") == label)
+        ]
+
+
+def dag(workflow_id: str, steps: Sequence[Mapping[str, Any]], **top: Any) -> dict[str, Any]:
+    """A workflow dict: ``dag("w", [step("a", cmd), step("b", cmd, ["a"])])``."""
+    return {"workflow_id": workflow_id, "steps": list(steps), **top}
+
+
+def step(
+    step_id: str, command: str | Sequence[str], depends_on: Sequence[str] = (), **fields: Any
+) -> dict[str, Any]:
+    return {
+        "id": step_id,
+        "command": command if isinstance(command, str) else list(command),
+        "depends_on": list(depends_on),
+        **fields,
+    }

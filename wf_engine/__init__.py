@@ -1,0 +1,13 @@
+"""wf: a local, event-sourced workflow engine.
+
+The public surface: ``hookimpl`` for plugins, the workflow loaders, and the run entry points.
+The log (``events.jsonl``) is the single source of truth; see docs/log-format.md.
+"""
+
+from __future__ import annotations
+
+from wf_engine.plugins import hookimpl
+from wf_engine.validate import WorkflowInvalid, load_workflow, parse_workflow, workflow_from_data
+
+__all__ = ["WorkflowInvalid", "hookimpl", "load_workflow", "parse_workflow", "workflow_from_data"]
+__version__ = "0.1.0"

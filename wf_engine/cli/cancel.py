@@ -1,0 +1,34 @@
+"""``wf cancel RUN_ID``: stop a run and every process it started."""
+
+from __future__ import annotations
+
+import click
+
+from wf_engine.cancel import cancel_run
+from wf_engine.cli.context import CliContext, note
+from wf_engine.errors import EXIT_OK, EXIT_RUN_FAILED
+from wf_engine.states import RunStatus
+
+
+@click.command("cancel")
+@click.argument("run_id")
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    metavar="SEC",
+    help="Seconds between SIGTERM and SIGKILL (default: each step's kill_grace_sec).",
+)
+@click.option("--no-wait", is_flag=True, help="Return once the request is delivered.")
+@click.pass_obj
+def cancel_command(obj: CliContext, run_id: str, grace: float | None, no_wait: bool) -> None:
+    """Cancel RUN_ID, live or not; waits until it is CANCELLED unless --no-wait."""
+    plugins = obj.plugins_for_run((), progress=False)
+    status = cancel_run(obj.store, run_id, plugins, note, grace_sec=grace, wait=not no_wait)
+    if status is RunStatus.CANCELLED:
+        click.echo(f"run {run_id} CANCELLED")
+        raise SystemExit(EXIT_OK)
+    if status is RunStatus.RUNNING:
+        click.echo(f"run {run_id}: cancel requested")
+        raise SystemExit(EXIT_OK)
+    click.echo(f"run {run_id} already finished: {status}", err=True)
+    raise SystemExit(EXIT_RUN_FAILED)

@@ -1,0 +1,41 @@
+"""The object every command receives with ``pass_obj``."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+import click
+
+from wf_engine.errors import EXIT_CANCELLED, EXIT_OK, EXIT_RUN_FAILED
+from wf_engine.plugins import Plugins, register_modules
+from wf_engine.progress import ProgressReporter
+from wf_engine.states import RunStatus
+from wf_engine.store import RunStore
+
+EXIT_CODES = {
+    RunStatus.SUCCEEDED: EXIT_OK,
+    RunStatus.FAILED: EXIT_RUN_FAILED,
+    RunStatus.CANCELLED: EXIT_CANCELLED,
+    RunStatus.RUNNING: EXIT_OK,
+}
+
+
+class CliContext:
+    def __init__(self, home: str | None, plugins: Plugins | None) -> None:
+        self.store = RunStore(home)
+        self.plugins = plugins if plugins is not None else Plugins.load()
+
+    def plugins_for_run(self, modules: Sequence[str], progress: bool) -> Plugins:
+        """The loaded plugins plus ``-p`` modules and, unless quiet, the progress reporter."""
+        register_modules(self.plugins.manager, modules)
+        if progress and not self.plugins.manager.has_plugin("wf.progress"):
+            reporter = ProgressReporter(sys.stdout, sys.stdout.isatty())
+            if not self.plugins.manager.is_blocked("wf.progress"):
+                self.plugins.manager.register(reporter, name="wf.progress")
+        return self.plugins
+
+
+def note(message: str) -> None:
+    """A remark about what the engine did on the user's behalf (stderr, never stdout)."""
+    click.echo(f"wf: {message}", err=True)

@@ -1,0 +1,150 @@
+"""Read-only commands: ``status``, ``replay``, ``list``, ``logs``. They only ever read the log."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+from typing import Any
+
+import click
+
+from wf_engine.cli.context import EXIT_CODES, CliContext, note
+from wf_engine.cli.render import status_table, timeline_line
+from wf_engine.errors import UsageError, WfError
+from wf_engine.eventlog import Record
+from wf_engine.inspect import read_run, run_summary, step_summary
+from wf_engine.verify import check_record
+
+
+@click.command("status")
+@click.argument("run_id")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def status_command(obj: CliContext, run_id: str, as_json: bool) -> None:
+    """State of RUN_ID and of each step, from its log alone."""
+    view = read_run(obj.store.existing(run_id))
+    if view.torn is not None:
+        note(f"{view.torn.describe()} ('wf resume' cuts it off)")
+    summary = run_summary(view)
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    runner = "alive" if view.runner_alive else "not running"
+    click.echo(f"run {summary['run_id']}  {summary['state']}  (workflow {summary['workflow_id']})")
+    click.echo(f"created {summary['created']}  runner {runner}")
+    click.echo(status_table(summary["steps"]))
+
+
+@click.command("replay")
+@click.argument("run_id")
+@click.option("--verify", is_flag=True, help="Check every transition and decision (exit 4 if not).")
+@click.option("--until", type=click.IntRange(min=1), metavar="SEQ", help="Stop after record SEQ.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.pass_obj
+def replay_command(
+    obj: CliContext, run_id: str, verify: bool, until: int | None, as_json: bool
+) -> None:
+    """The timeline and the state rebuilt from RUN_ID's log; the same bytes on every call."""
+    paths = obj.store.existing(run_id)
+    records: list[Record] = []
+    view = read_run(paths, until=until, keep=records)
+    if view.torn is not None:
+        note(view.torn.describe())
+    if verify:
+        _verify(records)
+    state = view.state
+    if as_json:
+        document: dict[str, Any] = {
+            "run_id": state.run_id,
+            "workflow_id": state.workflow.workflow_id,
+            "until": state.last_seq,
+            "state": state.status.value,
+            "timeline": records,
+            "steps": step_summary(state, view.timings),
+        }
+        click.echo(json.dumps(document, indent=2, sort_keys=True))
+    else:
+        for record in records:
+            click.echo(timeline_line(record))
+        click.echo(f"state after seq {state.last_seq}: {state.status.value}")
+        click.echo(status_table(step_summary(state, view.timings)))
+    if verify:
+        click.echo(
+            f"verified {len(records)} records: all transitions legal, all decisions the engine's",
+            err=True,
+        )
+
+
+def _verify(records: list[Record]) -> None:
+    """Fold again from scratch, checking each record against the state before it."""
+    from wf_engine.fold import apply, initial_state
+
+    state = initial_state(records[0])
+    for record in records[1:]:
+        check_record(state, record)
+        apply(state, record)
+
+
+@click.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.pass_obj
+def list_command(obj: CliContext, as_json: bool) -> None:
+    """Every run in the store, oldest first."""
+    rows = []
+    for run_id in obj.store.run_ids():
+        try:
+            summary = run_summary(read_run(obj.store.paths(run_id)))
+            rows.append(
+                {
+                    key: summary[key]
+                    for key in (
+                        "run_id",
+                        "workflow_id",
+                        "state",
+                        "runner_alive",
+                        "created",
+                        "finished",
+                    )
+                }
+            )
+        except WfError as error:
+            rows.append({"run_id": run_id, "state": "UNREADABLE", "error": str(error)})
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    for row in rows:
+        alive = "  (runner alive)" if row.get("runner_alive") else ""
+        click.echo(f"{row['run_id']}  {row['state']}  {row.get('created') or ''}{alive}")
+
+
+@click.command("logs")
+@click.argument("run_id")
+@click.argument("step")
+@click.option("--attempt", type=click.IntRange(min=1), help="Attempt number (default: the latest).")
+@click.pass_obj
+def logs_command(obj: CliContext, run_id: str, step: str, attempt: int | None) -> None:
+    """Captured stdout (to stdout) and stderr (to stderr) of one attempt of STEP."""
+    paths = obj.store.existing(run_id)
+    state = read_run(paths).state
+    if not state.workflow.has_step(step):
+        raise UsageError(f"run {run_id!r} has no step {step!r}")
+    latest = state.steps[state.workflow.index_of(step)].attempt
+    chosen = attempt or latest
+    if chosen < 1 or chosen > latest:
+        raise UsageError(f"step {step!r} has {latest} attempt(s); no attempt {chosen}")
+    found = False
+    for suffix, stream in (("out", sys.stdout), ("err", sys.stderr)):
+        path = paths.attempt_file(step, chosen, suffix)
+        if os.path.exists(path):
+            found = True
+            stream.flush()
+            with open(path, "rb") as source:
+                shutil.copyfileobj(source, stream.buffer)
+            stream.flush()
+    if not found:
+        note(f"no captured output kept for step {step!r} attempt {chosen}")
+
+
+__all__ = ["EXIT_CODES", "list_command", "logs_command", "replay_command", "status_command"]

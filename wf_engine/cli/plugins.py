@@ -1,0 +1,17 @@
+"""``wf plugins``: which plugins are loaded and which hooks each implements."""
+
+from __future__ import annotations
+
+import click
+
+from wf_engine.cli.context import CliContext
+
+
+@click.command("plugins")
+@click.option("-p", "--plugin", "plugin_modules", multiple=True, metavar="MODULE")
+@click.pass_obj
+def plugins_command(obj: CliContext, plugin_modules: tuple[str, ...]) -> None:
+    """List loaded plugins (entry points, $WF_PLUGINS, -p, internal) and their hooks."""
+    plugins = obj.plugins_for_run(plugin_modules, progress=True)
+    for name, hooks in plugins.describe():
+        click.echo(f"{name}: {', '.join(hooks) if hooks else '(no hooks)'}")

@@ -1,0 +1,82 @@
+"""``wf run WORKFLOW``: validate, create the run, execute it (or hand it to a background runner)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import click
+
+from wf_engine.cli.context import EXIT_CODES, CliContext, note
+from wf_engine.engine import RunRequest, create_run, resume_run
+from wf_engine.inspect import read_run, run_summary
+from wf_engine.runner import Runner
+from wf_engine.store import check_run_id
+from wf_engine.validate import load_workflow
+
+
+@click.command("run")
+@click.argument("workflow_file", metavar="WORKFLOW")
+@click.option("--run-id", help="Id for the run; an existing unfinished run is resumed.")
+@click.option("--max-parallel", type=click.IntRange(min=1), help="Steps running at once.")
+@click.option("--fail-fast", is_flag=True, help="Cancel the rest when a step fails for good.")
+@click.option("--detach", is_flag=True, help="Run in the background; print the run id.")
+@click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
+@click.option("-p", "--plugin", "plugin_modules", multiple=True, metavar="MODULE")
+@click.pass_obj
+def run_command(
+    obj: CliContext,
+    workflow_file: str,
+    run_id: str | None,
+    max_parallel: int | None,
+    fail_fast: bool,
+    detach: bool,
+    as_json: bool,
+    plugin_modules: tuple[str, ...],
+) -> None:
+    """Run WORKFLOW (a JSON file) to the end; exit 0, 1 (FAILED) or 3 (CANCELLED)."""
+    workflow = load_workflow(workflow_file)
+    plugins = obj.plugins_for_run(plugin_modules, progress=not (as_json or detach))
+    runner: Runner | None
+    if run_id is not None and obj.store.exists(check_run_id(run_id)):
+        note(f"run {run_id} exists: resuming it")
+        runner = resume_run(obj.store, run_id, plugins, note)
+    else:
+        request = RunRequest(
+            workflow=workflow,
+            base_dir=os.path.dirname(os.path.abspath(workflow_file)),
+            run_id=run_id,
+            max_parallel=max_parallel,
+            fail_fast=fail_fast,
+        )
+        runner = create_run(obj.store, request, plugins)
+    if runner is not None and detach:
+        _detach(obj, runner)
+        click.echo(runner.run_id)
+        return
+    if runner is not None:
+        runner.execute()
+        paths = runner.paths
+    else:
+        paths = obj.store.existing(run_id or "")
+        note(f"run {run_id} already finished")
+    view = read_run(paths)
+    if as_json:
+        click.echo(json.dumps(run_summary(view), indent=2))
+    raise SystemExit(EXIT_CODES[view.state.status])
+
+
+def _detach(obj: CliContext, runner: Runner) -> None:
+    """Release the new run and let a background ``wf resume`` own it from here."""
+    runner.release()
+    log_path = os.path.join(runner.paths.root, "runner.log")
+    with open(log_path, "ab") as log:
+        subprocess.Popen(
+            [sys.executable, "-m", "wf_engine", "--home", obj.store.home, "resume", runner.run_id],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=log,
+            start_new_session=True,
+        )

@@ -1,0 +1,15 @@
+"""``wf validate WORKFLOW``: check a workflow file without running anything."""
+
+from __future__ import annotations
+
+import click
+
+from wf_engine.validate import load_workflow
+
+
+@click.command("validate")
+@click.argument("workflow_file", metavar="WORKFLOW")
+def validate_command(workflow_file: str) -> None:
+    """Report every problem in WORKFLOW at once (exit 2), or say it is valid (exit 0)."""
+    workflow = load_workflow(workflow_file)
+    click.echo(f"{workflow_file}: valid ({len(workflow.steps)} steps)")

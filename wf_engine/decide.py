@@ -1,0 +1,227 @@
+"""Decide: the engine's scheduling policy as pure functions of state and time.
+
+``decide(state, now)`` answers "what happens next?" with commands; it never mutates the state,
+never reads the clock or the disk. The shell turns commands into events, makes them durable,
+folds them, and calls ``decide`` again until it has nothing more to say. ``replay --verify`` calls
+the very same function on the state before each recorded decision to check that the engine
+would have made it.
+
+A call answers in stages, and returns at the first stage that has something to do, so every stage
+sees the results of the one before it:
+
+1. stopping (cancel, or ``--fail-fast`` after a failure): cancel every idle step, finish when
+   nothing runs;
+2. promotions: doomed PENDING steps -> SKIPPED, unblocked PENDING -> READY, due retries -> READY;
+3. starts: the READY steps first in definition order, up to ``max_parallel`` running;
+4. finish when every step is terminal.
+
+The outcome of an attempt (exit code, timeout, spawn error) is an observation, not a decision;
+``attempt_finished`` still computes its record here, because the retry policy lives here.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from wf_engine import clock
+from wf_engine.fold import RunState
+from wf_engine.states import RunStatus, StepState
+
+STDERR_TAIL_BYTES = 2048
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """Move a step to ``to`` (from whatever state it is in now)."""
+
+    step: int
+    to: StepState
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class FinishRun:
+    status: RunStatus
+
+
+Command = Transition | FinishRun
+Event = tuple[str, dict[str, Any]]
+
+
+def decide(state: RunState, now_us: int) -> list[Command]:
+    """The next commands for ``state`` at time ``now_us``; empty when there is nothing to do."""
+    if state.finished is not None:
+        return []
+    if state.stopping:
+        return _stop(state)
+    promotions = _promotions(state, now_us)
+    if promotions:
+        return promotions
+    free = state.options.max_parallel - len(state.running)
+    if free > 0 and state.ready_heap:
+        live = _live_entries(state.ready_heap, lambda e: _is_ready(state, e), limit=free)
+        starts: list[Command] = [Transition(index, StepState.RUNNING) for index, _ in live]
+        if starts:
+            return starts
+    if state.open_steps == 0:
+        return [FinishRun(final_status(state))]
+    return []
+
+
+def final_status(state: RunState) -> RunStatus:
+    if state.cancel_requested:
+        return RunStatus.CANCELLED
+    if state.failed_final:
+        return RunStatus.FAILED
+    return RunStatus.SUCCEEDED
+
+
+def next_retry_at(state: RunState) -> int | None:
+    """When the earliest waiting retry falls due (the shell's next timer), if any."""
+    live = _live_entries(state.retry_heap, lambda e: _is_waiting(state, e), limit=1)
+    return live[0][0] if live else None
+
+
+def _stop(state: RunState) -> list[Command]:
+    if state.open_steps > len(state.running):
+        return [
+            Transition(index, StepState.CANCELLED, "cancelled")
+            for index, status in enumerate(state.steps)
+            if not status.terminal and status.state is not StepState.RUNNING
+        ]
+    if state.open_steps == 0:
+        return [FinishRun(final_status(state))]
+    return []
+
+
+def _promotions(state: RunState, now_us: int) -> list[Command]:
+    commands: list[Command] = [
+        Transition(index, StepState.SKIPPED, "dependency_failed") for index in sorted(state.doomed)
+    ]
+    commands.extend(Transition(index, StepState.READY) for index in sorted(state.unblocked))
+    if state.retry_heap and state.retry_heap[0][0] <= now_us:
+        due = _live_entries(
+            state.retry_heap, lambda e: _is_waiting(state, e), limit=None, until=now_us
+        )
+        commands.extend(Transition(entry[1], StepState.READY) for entry in due)
+    return commands
+
+
+def _is_ready(state: RunState, entry: tuple[int, int]) -> bool:
+    status = state.steps[entry[0]]
+    return status.state is StepState.READY and status.epoch == entry[1]
+
+
+def _is_waiting(state: RunState, entry: tuple[int, int, int]) -> bool:
+    status = state.steps[entry[1]]
+    return status.state is StepState.FAILED and not status.final and status.epoch == entry[2]
+
+
+def _live_entries(
+    heap: list[Any], is_live: Callable[[Any], bool], limit: int | None, until: int | None = None
+) -> list[Any]:
+    """The smallest live entries of ``heap`` in order, without changing it.
+
+    A best-first walk of the heap's tree: O(k log k) for k entries visited, however large the
+    heap. Stale entries are stepped over but their subtrees are still explored.
+    """
+    found: list[Any] = []
+    frontier: list[tuple[Any, int]] = [(heap[0], 0)] if heap else []
+    while frontier and (limit is None or len(found) < limit):
+        entry, position = heapq.heappop(frontier)
+        if until is not None and entry[0] > until:
+            break
+        if is_live(entry):
+            found.append(entry)
+        for child in (2 * position + 1, 2 * position + 2):
+            if child < len(heap):
+                heapq.heappush(frontier, (heap[child], child))
+    return found
+
+
+# -- events -----------------------------------------------------------------------------------
+
+
+def transition_event(state: RunState, command: Transition) -> Event:
+    """The ``step`` record for a decided transition."""
+    status = state.steps[command.step]
+    attempt = status.attempt + 1 if command.to is StepState.RUNNING else status.attempt
+    payload: dict[str, Any] = {
+        "step": state.step_id(command.step),
+        "from": status.state.value,
+        "to": command.to.value,
+        "attempt": attempt,
+    }
+    if command.reason is not None:
+        payload["reason"] = command.reason
+    return "step", payload
+
+
+def finish_event(command: FinishRun) -> Event:
+    return "run_finished", {"state": command.status.value}
+
+
+def command_event(state: RunState, command: Command) -> Event:
+    if isinstance(command, FinishRun):
+        return finish_event(command)
+    return transition_event(state, command)
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptResult:
+    """What a worker observed about one attempt; becomes exactly one step record."""
+
+    step: int
+    attempt: int
+    exit_code: int | None = None
+    timed_out: bool = False
+    #: The shell stopped it because the run is stopping (cancel or fail-fast).
+    stopped: bool = False
+    spawn_error: str | None = None
+    stderr_tail: str = ""
+
+
+def attempt_finished(state: RunState, result: AttemptResult, now_us: int) -> Event:
+    """The record for a finished attempt, with the retry policy applied to a failure."""
+    status = state.steps[result.step]
+    step = state.workflow.steps[result.step]
+    payload: dict[str, Any] = {
+        "step": step.id,
+        "from": StepState.RUNNING.value,
+        "attempt": result.attempt,
+        "exit_code": result.exit_code,
+    }
+    if result.stopped:
+        payload.update(to=StepState.CANCELLED.value, reason="cancelled")
+    elif result.spawn_error is None and not result.timed_out and result.exit_code == 0:
+        payload.update(to=StepState.SUCCEEDED.value, reason="exit")
+    else:
+        reason = "spawn_error" if result.spawn_error else "timeout" if result.timed_out else "exit"
+        payload.update(to=StepState.FAILED.value, reason=reason)
+        if result.spawn_error:
+            payload["error"] = result.spawn_error
+        failures = status.failures + 1
+        if failures > step.retries:
+            payload["final"] = True
+        else:
+            delay = step.backoff_sec(failures)
+            payload["retry_delay_sec"] = delay
+            payload["retry_at"] = clock.to_iso(now_us + clock.seconds_to_us(delay))
+    if result.stderr_tail and payload["to"] != StepState.SUCCEEDED.value:
+        payload["stderr_tail"] = result.stderr_tail
+    return "step", payload
+
+
+def interrupted_event(state: RunState, index: int) -> Event:
+    """A dead runner's RUNNING step goes back to READY without using up a retry."""
+    status = state.steps[index]
+    return "step", {
+        "step": state.step_id(index),
+        "from": StepState.RUNNING.value,
+        "to": StepState.READY.value,
+        "attempt": status.attempt,
+        "reason": "interrupted",
+    }

@@ -1,0 +1,145 @@
+"""Reading a run without owning it: ``status``, ``replay`` and ``list`` are built from here.
+
+Everything comes from one streaming pass over ``events.jsonl``: the fold gives the state, and a
+side observer collects timings from ``ts`` (which the fold itself never reads). Nothing here
+writes, so reading a live run is safe; a torn tail is reported, never cut.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wf_engine.errors import StoreError
+from wf_engine.eventlog import LogScan, Record, TornTail
+from wf_engine.fold import RunState, apply, initial_state
+from wf_engine.ownership import is_owned
+from wf_engine.states import StepState
+from wf_engine.store import RunPaths
+
+RecordObserver = Callable[[Record], None]
+
+
+def fold_scan(scan: Iterable[Record], observe: RecordObserver | None = None) -> RunState:
+    """Fold a stream of committed records into a state (the log must start with run_created)."""
+    iterator = iter(scan)
+    first = next(iterator, None)
+    if first is None:
+        path = getattr(scan, "path", "the log")
+        raise StoreError(f"{path}: no committed events (the run crashed while being created)")
+    state = initial_state(first)
+    if observe is not None:
+        observe(first)
+    for record in iterator:
+        apply(state, record)
+        if observe is not None:
+            observe(record)
+    return state
+
+
+@dataclass(slots=True)
+class StepTimes:
+    started: str | None = None
+    finished: str | None = None
+
+
+@dataclass(slots=True)
+class Timings:
+    """When things happened, from ``ts`` (informational; never used by the fold)."""
+
+    created: str | None = None
+    finished: str | None = None
+    steps: dict[str, StepTimes] = field(default_factory=dict)
+
+    def observe(self, record: Record) -> None:
+        kind = record["type"]
+        if kind == "run_created":
+            self.created = record["ts"]
+        elif kind == "run_finished":
+            self.finished = record["ts"]
+        elif kind == "step":
+            times = self.steps.setdefault(record["step"], StepTimes())
+            if record["to"] == StepState.RUNNING.value:
+                times.started = times.started or record["ts"]
+                times.finished = None
+            elif record["to"] in _ENDS:
+                times.finished = record["ts"]
+
+
+_ENDS = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED"}
+
+
+@dataclass(slots=True)
+class RunView:
+    """A run as read from its log: state, timings, and the torn tail if there is one."""
+
+    state: RunState
+    timings: Timings
+    torn: TornTail | None
+    runner_alive: bool
+
+
+def read_run(
+    paths: RunPaths, until: int | None = None, keep: list[Record] | None = None
+) -> RunView:
+    """Fold the log (up to ``until`` seq, if given); ``keep`` collects the records folded."""
+    scan = LogScan(paths.events)
+    timings = Timings()
+
+    def observe(record: Record) -> None:
+        timings.observe(record)
+        if keep is not None:
+            keep.append(record)
+
+    records: Iterable[Record] = scan
+    if until is not None:
+        records = _until(scan, until)
+    state = fold_scan(records, observe)
+    torn = scan.torn if until is None else None
+    return RunView(state, timings, torn, is_owned(paths.runner_lock))
+
+
+def _until(records: Iterable[Record], last_seq: int) -> Iterable[Record]:
+    for record in records:
+        if record["seq"] > last_seq:
+            return
+        yield record
+
+
+def step_summary(state: RunState, timings: Timings) -> dict[str, dict[str, Any]]:
+    """Per-step fields shared by ``status --json`` and ``replay --json``."""
+    steps: dict[str, dict[str, Any]] = {}
+    for index, status in enumerate(state.steps):
+        step_id = state.step_id(index)
+        times = timings.steps.get(step_id, StepTimes())
+        entry: dict[str, Any] = {
+            "state": status.state.value,
+            "attempts": status.attempt,
+            "exit_code": status.exit_code,
+            "reason": status.reason,
+            "started": times.started,
+            "finished": times.finished,
+        }
+        if status.state is StepState.FAILED:
+            entry["final"] = status.final
+        steps[step_id] = entry
+    return steps
+
+
+def run_summary(view: RunView) -> dict[str, Any]:
+    """The ``wf status --json`` object."""
+    state = view.state
+    summary: dict[str, Any] = {
+        "run_id": state.run_id,
+        "workflow_id": state.workflow.workflow_id,
+        "state": state.status.value,
+        "runner_alive": view.runner_alive,
+        "created": view.timings.created,
+        "finished": view.timings.finished,
+        "last_seq": state.last_seq,
+        "steps": step_summary(state, view.timings),
+    }
+    if view.torn is not None:
+        summary["torn_tail"] = {"offset": view.torn.offset, "bytes": view.torn.length}
+    return summary

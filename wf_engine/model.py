@@ -1,0 +1,97 @@
+"""The validated workflow definition: immutable values the rest of the engine trusts.
+
+Nothing in this module parses or checks input; ``wf_engine.validate`` is the only way to build a
+``Workflow`` from untrusted JSON, so every other module may assume the invariants listed here:
+ids are well formed and unique, dependencies exist, the graph is acyclic, numbers are in range.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+#: Ids of workflows, steps and runs: 1-128 chars of ``[A-Za-z0-9_.-]``, not starting with ``.``
+#: or ``-``, so an id can never name a parent folder or look like a CLI option.
+ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+
+DEFAULT_RETRY_BACKOFF_SEC = 1.0
+DEFAULT_RETRY_BACKOFF_MAX_SEC = 60.0
+DEFAULT_KILL_GRACE_SEC = 5.0
+
+
+def is_valid_id(value: str) -> bool:
+    """True when ``value`` may be used as a workflow, step or run id."""
+    return ID_PATTERN.fullmatch(value) is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One step: a command, its dependencies and its failure policy."""
+
+    id: str
+    #: A string runs under ``/bin/sh -c``; a tuple is exec'd directly, without a shell.
+    command: str | tuple[str, ...]
+    depends_on: tuple[str, ...] = ()
+    #: Extra attempts after the first one.
+    retries: int = 0
+    timeout_sec: float | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    #: Working directory as written, relative to the folder holding the workflow file.
+    cwd: str | None = None
+    retry_backoff_sec: float = DEFAULT_RETRY_BACKOFF_SEC
+    retry_backoff_max_sec: float = DEFAULT_RETRY_BACKOFF_MAX_SEC
+    #: Seconds between SIGTERM and SIGKILL when a timeout or cancel stops this step.
+    kill_grace_sec: float = DEFAULT_KILL_GRACE_SEC
+
+    def backoff_sec(self, failures: int) -> float:
+        """Delay before the attempt that follows the ``failures``-th failed attempt."""
+        return float(min(self.retry_backoff_sec * 2 ** (failures - 1), self.retry_backoff_max_sec))
+
+    def to_json(self) -> dict[str, Any]:
+        """Every field spelled out: a log carries the definition with no defaults left implicit."""
+        return {
+            "id": self.id,
+            "command": self.command if isinstance(self.command, str) else list(self.command),
+            "depends_on": list(self.depends_on),
+            "retries": self.retries,
+            "timeout_sec": self.timeout_sec,
+            "env": dict(self.env),
+            "cwd": self.cwd,
+            "retry_backoff_sec": self.retry_backoff_sec,
+            "retry_backoff_max_sec": self.retry_backoff_max_sec,
+            "kill_grace_sec": self.kill_grace_sec,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Workflow:
+    """A validated DAG of steps, in definition order (which breaks ties between ready steps)."""
+
+    workflow_id: str
+    steps: tuple[Step, ...]
+    max_parallel: int | None = None
+    _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        self._index.update((step.id, i) for i, step in enumerate(self.steps))
+
+    def index_of(self, step_id: str) -> int:
+        """Position of a step in definition order."""
+        return self._index[step_id]
+
+    def step(self, step_id: str) -> Step:
+        return self.steps[self._index[step_id]]
+
+    def has_step(self, step_id: str) -> bool:
+        return step_id in self._index
+
+    def to_json(self) -> dict[str, Any]:
+        """The normalised definition: what ``run_created`` stores and ``validate`` accepts back."""
+        data: dict[str, Any] = {
+            "workflow_id": self.workflow_id,
+            "steps": [step.to_json() for step in self.steps],
+        }
+        if self.max_parallel is not None:
+            data["max_parallel"] = self.max_parallel
+        return data

@@ -1,0 +1,63 @@
+"""One owner per run: an exclusive ``flock`` on ``runner.lock`` held for the runner's lifetime.
+
+The OS drops the lock when the owner dies, however it dies, so a stale lock never needs clearing.
+The descriptor is close-on-exec and never passed to steps, so a step's leftover process cannot
+keep a dead runner's run locked.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+
+from wf_engine.errors import RunBusy
+
+
+class RunLock:
+    """The held ownership of one run; release with ``close``."""
+
+    def __init__(self, path: str, fd: int) -> None:
+        self.path = path
+        self._fd = fd
+
+    @classmethod
+    def acquire(cls, path: str, run_id: str) -> RunLock:
+        """Take ownership now, or raise ``RunBusy`` naming the live owner."""
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise RunBusy(run_id, owner_pid(path)) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return cls(path, fd)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def is_owned(path: str) -> bool:
+    """True while a live process holds the run's lock."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+    return False
+
+
+def owner_pid(path: str) -> int | None:
+    """The pid the owner wrote into its lock file (advisory: for messages and signals)."""
+    try:
+        with open(path, encoding="ascii") as file:
+            return int(file.read().strip() or 0) or None
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,349 @@
+"""The imperative shell: one scheduler thread that owns a run's state and its log.
+
+Each turn of the loop::
+
+    observations (attempt exits, stop requests) --+
+                                                  +--> fold --> append + fsync (one batch)
+    decide(state, now) until it has nothing more -+              |
+                                                                 v
+                                    hooks (durable records, seq order) --> act: spawn / signal
+
+Nothing is acted on before it is durable: a RUNNING record is fsynced before its process is
+spawned, a SUCCEEDED record only follows an observed exit 0, and a dependent becomes READY in a
+batch after its dependencies' SUCCEEDED. Watcher threads never touch the state: they put small
+messages on ``self._inbox`` and the loop blocks on that queue with a timeout equal to the next
+timer (a retry falling due, a timeout, a SIGKILL escalation). There is no polling sleep.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import heapq
+import itertools
+import json
+import os
+import queue
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from types import FrameType
+from typing import Any
+
+from wf_engine import clock
+from wf_engine.decide import (
+    AttemptResult,
+    Event,
+    attempt_finished,
+    command_event,
+    decide,
+    next_retry_at,
+)
+from wf_engine.errors import LogWriteError
+from wf_engine.eventlog import EventLog, Record
+from wf_engine.fold import RunState, apply
+from wf_engine.ownership import RunLock
+from wf_engine.plugins import Plugins
+from wf_engine.processes import AttemptProcess, LaunchSpec, SpawnError, start_attempt
+from wf_engine.states import RunStatus, StepState
+from wf_engine.store import RunPaths
+
+
+@dataclass(frozen=True, slots=True)
+class _Exited:
+    step: int
+    attempt: int
+    returncode: int
+    stderr_tail: str
+
+
+@dataclass(frozen=True, slots=True)
+class _StopRequest:
+    """Ctrl-C, SIGTERM, or ``wf cancel``; ``force`` skips the grace period (second Ctrl-C)."""
+
+    force: bool
+
+
+_Message = _Exited | _StopRequest
+
+
+def read_cancel_request(paths: RunPaths) -> dict[str, Any] | None:
+    """The request ``wf cancel`` left in the run folder, if any (advisory)."""
+    try:
+        with open(paths.cancel_request, encoding="utf-8") as file:
+            value = json.load(file)
+    except (OSError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+class Runner:
+    """Executes one run to its end (or to a stop), as the run's single owner."""
+
+    def __init__(
+        self, paths: RunPaths, log: EventLog, state: RunState, plugins: Plugins, lock: RunLock
+    ) -> None:
+        self.paths = paths
+        self.log = log
+        self.state = state
+        self.plugins = plugins
+        self._lock = lock
+        self._inbox: queue.SimpleQueue[_Message] = queue.SimpleQueue()
+        self._attempts: dict[int, AttemptProcess] = {}
+        self._timed_out: set[int] = set()
+        self._stopped: set[int] = set()
+        self._timers: list[tuple[float, int, str, int, int]] = []
+        self._tiebreak = itertools.count()
+        self._pending: list[Event | AttemptResult] = []
+        self._stop_asked = False
+        self._base_env = dict(os.environ)
+        if plugins.has_impls("wf_log_before_write"):
+            log.before_write = lambda records: plugins.log_before_write(state.run_id, list(records))
+        if plugins.has_impls("wf_log_before_sync"):
+            log.before_sync = lambda records: plugins.log_before_sync(state.run_id, list(records))
+
+    @property
+    def run_id(self) -> str:
+        return self.state.run_id
+
+    # -- entry points ------------------------------------------------------------------------
+
+    def announce(self, records: list[Record], resumed: bool) -> None:
+        """Fire hooks for the records that opened this ownership (already durable)."""
+        self.plugins.run_started(
+            self.run_id, self.paths.root, self.state.workflow.to_json(), resumed
+        )
+        for record in records:
+            self.plugins.event_appended(self.run_id, record)
+
+    def release(self) -> None:
+        """Give up ownership without running (``--detach`` hands the run to another process)."""
+        self.log.close()
+        self._lock.close()
+
+    def execute(self) -> RunStatus:
+        """Run until ``run_finished``; on a log write failure, kill the steps and re-raise."""
+        restore = self._install_signal_handlers()
+        try:
+            if read_cancel_request(self.paths) is not None:
+                self._inbox.put(_StopRequest(force=False))
+            while True:
+                now = clock.now_us()
+                self._fire_timers()
+                events = self._observe(now)
+                events.extend(self._decide(now))
+                if events:
+                    self._act(self._commit(events, now))
+                if self.state.finished is not None:
+                    return self.state.finished
+                self._wait(now)
+        except BaseException:
+            self._kill_all(signal.SIGKILL)
+            raise
+        finally:
+            restore()
+            self.log.close()
+            self._lock.close()
+
+    # -- the loop ----------------------------------------------------------------------------
+
+    def _observe(self, now: int) -> list[Event]:
+        """Fold what happened since the last turn: spawns, exits, stop requests."""
+        while True:
+            try:
+                self._receive(self._inbox.get_nowait())
+            except queue.Empty:
+                break
+        events: list[Event] = []
+        pending, self._pending = self._pending, []
+        for item in pending:
+            event = (
+                attempt_finished(self.state, item, now) if isinstance(item, AttemptResult) else item
+            )
+            events.append(self._fold(event))
+        return events
+
+    def _receive(self, message: _Message) -> None:
+        if isinstance(message, _Exited):
+            self._attempts.pop(message.step, None)
+            result = AttemptResult(
+                step=message.step,
+                attempt=message.attempt,
+                exit_code=message.returncode,
+                timed_out=message.step in self._timed_out,
+                stopped=message.step in self._stopped,
+                stderr_tail=message.stderr_tail,
+            )
+            self._timed_out.discard(message.step)
+            self._stopped.discard(message.step)
+            self._pending.append(result)
+        elif message.force:
+            self._kill_all(signal.SIGKILL)
+        if isinstance(message, _StopRequest) and not self._stop_asked:
+            self._stop_asked = True
+            request = read_cancel_request(self.paths) or {}
+            payload: dict[str, Any] = {"source": request.get("source", "signal")}
+            if isinstance(request.get("grace_sec"), int | float):
+                payload["grace_sec"] = float(request["grace_sec"])
+            if not self.state.cancel_requested:
+                self._pending.append(("cancel_requested", payload))
+
+    def _decide(self, now: int) -> list[Event]:
+        events: list[Event] = []
+        while commands := decide(self.state, now):
+            events.extend(self._fold(command_event(self.state, command)) for command in commands)
+        return events
+
+    def _fold(self, event: Event) -> Event:
+        event_type, payload = event
+        apply(self.state, {"type": event_type, **payload})
+        return event
+
+    def _commit(self, events: list[Event], now: int) -> list[Record]:
+        try:
+            records = self.log.append(events, clock.to_iso(now))
+        except OSError as exc:
+            raise LogWriteError(
+                f"{self.log.path}: cannot record events ({exc.strerror or exc}); "
+                "the run stopped without claiming them — fix the disk, then `wf resume`"
+            ) from exc
+        self.state.last_seq = records[-1]["seq"]
+        for record in records:
+            self.plugins.event_appended(self.run_id, record)
+        return records
+
+    def _act(self, records: list[Record]) -> None:
+        for record in records:
+            if record["type"] == "step" and record["to"] == StepState.RUNNING.value:
+                self._spawn(self.state.workflow.index_of(record["step"]), record["attempt"])
+        if self.state.stopping:
+            for index, process in list(self._attempts.items()):
+                if index not in self._stopped:
+                    self._stopped.add(index)
+                    process.signal(signal.SIGTERM)
+                    self._schedule("kill", index, process.key[1], self._stop_grace(index))
+
+    def _wait(self, now: int) -> None:
+        if self._pending:
+            return
+        timeout = self._next_timer_in(now)
+        if timeout is None and not self._attempts:
+            raise RuntimeError("scheduler has nothing to wait for (engine bug)")
+        with contextlib.suppress(queue.Empty):
+            self._receive(self._inbox.get(timeout=timeout))
+
+    def _next_timer_in(self, now: int) -> float | None:
+        delays = []
+        if self._timers:
+            delays.append(self._timers[0][0] - time.monotonic())
+        retry_at = None if self.state.stopping else next_retry_at(self.state)
+        if retry_at is not None:
+            delays.append((retry_at - now) / clock.US_PER_SEC)
+        return max(0.0, min(delays)) if delays else None
+
+    # -- processes ---------------------------------------------------------------------------
+
+    def _spawn(self, index: int, attempt: int) -> None:
+        step = self.state.workflow.steps[index]
+        argv = (
+            ["/bin/sh", "-c", step.command] if isinstance(step.command, str) else list(step.command)
+        )
+        argv = self.plugins.step_command(self.run_id, step.id, attempt, argv)
+        env = {
+            **self._base_env,
+            **dict(step.env),
+            "WF_RUN_ID": self.run_id,
+            "WF_STEP_ID": step.id,
+            "WF_ATTEMPT": str(attempt),
+            "WF_RUN_DIR": self.paths.root,
+        }
+        self.plugins.step_env(self.run_id, step.id, attempt, env)
+        spec = LaunchSpec(
+            argv=argv,
+            cwd=os.path.normpath(os.path.join(self.state.options.base_dir, step.cwd or "")),
+            env=env,
+            stdout_path=self.paths.attempt_file(step.id, attempt, "out"),
+            stderr_path=self.paths.attempt_file(step.id, attempt, "err"),
+            lock_path=self.paths.attempt_file(step.id, attempt, "lock"),
+            kill_grace_sec=step.kill_grace_sec,
+        )
+        try:
+            process = start_attempt((index, attempt), spec)
+        except SpawnError as exc:
+            self._pending.append(AttemptResult(index, attempt, spawn_error=str(exc)))
+            return
+        self._attempts[index] = process
+        self._pending.append(
+            (
+                "spawned",
+                {
+                    "step": step.id,
+                    "attempt": attempt,
+                    "pid": process.pid,
+                    "pgid": process.pgid,
+                    "start_id": process.start_id,
+                },
+            )
+        )
+        if step.timeout_sec is not None:
+            self._schedule("timeout", index, attempt, step.timeout_sec)
+        process.watch(self._on_exit)
+
+    def _on_exit(self, key: tuple[int, int], returncode: int, stderr_tail: str) -> None:
+        """Runs in a watcher thread: only report."""
+        self._inbox.put(_Exited(key[0], key[1], returncode, stderr_tail))
+
+    def _schedule(self, kind: str, index: int, attempt: int, delay_sec: float) -> None:
+        deadline = time.monotonic() + delay_sec
+        heapq.heappush(self._timers, (deadline, next(self._tiebreak), kind, index, attempt))
+
+    def _fire_timers(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0][0] <= now:
+            _, _, kind, index, attempt = heapq.heappop(self._timers)
+            process = self._attempts.get(index)
+            if process is None or process.key[1] != attempt:
+                continue
+            if kind == "timeout":
+                self._timed_out.add(index)
+                process.signal(signal.SIGTERM)
+                grace = self.state.workflow.steps[index].kill_grace_sec
+                self._schedule("kill", index, attempt, grace)
+            else:
+                process.signal(signal.SIGKILL)
+
+    def _stop_grace(self, index: int) -> float:
+        if self.state.cancel_grace_sec is not None:
+            return self.state.cancel_grace_sec
+        return self.state.workflow.steps[index].kill_grace_sec
+
+    def _kill_all(self, signum: int) -> None:
+        for process in list(self._attempts.values()):
+            process.signal(signum)
+
+    # -- signals -----------------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> Callable[[], None]:
+        """SIGINT/SIGTERM become a stop request; a second one skips the grace period."""
+        if threading.current_thread() is not threading.main_thread():
+            return lambda: None
+        received = 0
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            nonlocal received
+            received += 1
+            self._inbox.put(_StopRequest(force=received > 1))
+
+        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def restore() -> None:
+            for sig, old in previous.items():
+                signal.signal(sig, old)
+
+        return restore
+
+
+def runner_started_event() -> Event:
+    return "runner_started", {"pid": os.getpid(), "argv": sys.argv[1:]}

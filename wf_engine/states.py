@@ -1,0 +1,49 @@
+"""Step and run states, and the one table of legal step transitions (SPEC §5)."""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class StepState(str, Enum):
+    PENDING = "PENDING"
+    READY = "READY"
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    SKIPPED = "SKIPPED"
+    CANCELLED = "CANCELLED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class RunStatus(str, Enum):
+    RUNNING = "RUNNING"
+    SUCCEEDED = "SUCCEEDED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+P, R, X = StepState.PENDING, StepState.READY, StepState.RUNNING
+S, F, K, C = StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELLED
+
+LEGAL_TRANSITIONS: frozenset[tuple[StepState, StepState]] = frozenset(
+    {
+        (P, R), (P, K), (P, C),
+        (R, X), (R, C),
+        (X, S), (X, F), (X, C), (X, R),
+        (F, R), (F, C),
+    }
+)  # fmt: skip
+
+#: Terminal whatever happens next; a FAILED step is terminal only when its record says ``final``.
+TERMINAL_STATES = frozenset({S, K, C})
+
+#: Reasons a step record may carry.
+REASONS = frozenset(
+    {"exit", "timeout", "cancelled", "dependency_failed", "interrupted", "spawn_error"}
+)

@@ -1,0 +1,670 @@
+"""Turn untrusted workflow JSON into a trusted ``model.Workflow``, or say everything wrong with it.
+
+This module is the engine's only gate: whatever passes here is assumed correct by every other
+module (see ``model``), and whatever fails is reported *completely* in one go, so a user fixes a
+file once instead of once per error. The work happens in three layers, each stopping the next::
+
+    text --_parse_json--> JSON value --_check_top_level/_check_defaults/_check_steps--> drafts
+         (syntax, duplicate keys,        (field names, types, ranges; each problem     |
+          NaN/Infinity: report only       carries a JSON path such as                  |
+          these and stop)                 ``steps[3].depends_on[0]``)                  v
+                                                              _check_graph (ids, deps, cycles)
+
+Problems come out in document order: top-level fields, ``defaults``, then steps in order, then
+graph problems (which need every step id first), cycles last.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import math
+import os
+import re
+from collections import deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+from wf_engine.errors import UsageError
+from wf_engine.model import Step, Workflow, is_valid_id
+
+ID_RULE: Final = "1-128 characters of A-Z, a-z, 0-9, '_', '.', '-', not starting with '.' or '-'"
+
+#: Longest rendering of an offending value inside a message.
+_SHOW_LIMIT: Final = 40
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """One thing wrong with a workflow, located by a JSON path ("" for the whole document)."""
+
+    path: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.message}" if self.path else self.message
+
+
+class WorkflowInvalid(UsageError):
+    """Raised with every problem found, never just the first.
+
+    A ``UsageError``, so the CLI maps it to exit code 2 like any other bad input.
+    """
+
+    source: str
+    problems: tuple[Problem, ...]
+
+    def __init__(self, source: str, problems: Sequence[Problem]) -> None:
+        self.source = source
+        self.problems = tuple(problems)
+        # Passing the constructor arguments keeps the exception picklable.
+        super().__init__(source, self.problems)
+
+    def __str__(self) -> str:
+        if not self.problems:
+            return f"{self.source}: invalid workflow"
+        return "\n".join(f"{self.source}: {problem}" for problem in self.problems)
+
+
+# ---------------------------------------------------------------------------------------------
+# Entry points
+
+
+def load_workflow(path: str | os.PathLike[str]) -> Workflow:
+    """Read a workflow file as UTF-8 (a leading BOM is tolerated) and validate it."""
+    source = os.fspath(path)
+    try:
+        with open(path, "rb") as file:
+            raw = file.read()
+    except OSError as exc:
+        raise _cannot_read(source, exc.strerror or str(exc)) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        reason = f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+        raise _cannot_read(source, reason) from None
+    return parse_workflow(text, source)
+
+
+def parse_workflow(text: str, source: str = "<workflow>") -> Workflow:
+    """Validate a workflow given as JSON text; ``source`` names it in error messages."""
+    return workflow_from_data(_parse_json(text, source), source)
+
+
+def workflow_from_data(data: object, source: str = "<workflow>") -> Workflow:
+    """Validate an already-parsed JSON value (a dict workflow, or a definition from a run log)."""
+    if not isinstance(data, dict):
+        problem = Problem("", f"expected a JSON object at the top level, got {_show(data)}")
+        raise WorkflowInvalid(source, [problem])
+    problems: list[Problem] = []
+    workflow_id, max_parallel = _check_top_level(data, problems)
+    defaults = _check_defaults(data["defaults"], problems) if "defaults" in data else {}
+    drafts = _check_steps(data["steps"], data, defaults, problems) if "steps" in data else []
+    _check_graph(drafts, problems)
+    if problems:
+        raise WorkflowInvalid(source, list(dict.fromkeys(problems)))  # drop repeats, keep order
+    steps = tuple(draft.step for draft in drafts if draft.step is not None)
+    return Workflow(workflow_id=workflow_id, steps=steps, max_parallel=max_parallel)
+
+
+def _cannot_read(source: str, reason: str) -> WorkflowInvalid:
+    return WorkflowInvalid(source, [Problem("", f"cannot read file: {reason}")])
+
+
+# ---------------------------------------------------------------------------------------------
+# JSON layer: strict syntax, so that what we check is exactly what the user wrote.
+
+
+@dataclass(frozen=True, slots=True)
+class _BadLiteral:
+    """Stands in for a literal Python's parser accepts but JSON (or we) cannot represent."""
+
+    reason: str
+
+
+class _JsonObject(dict[str, object]):
+    """A parsed JSON object that remembers repeated keys: the parser would silently keep the last
+    value, hiding a likely copy-paste mistake."""
+
+    duplicates: tuple[str, ...] = ()
+
+    @classmethod
+    def from_pairs(cls, pairs: list[tuple[str, object]]) -> _JsonObject:
+        obj = cls(pairs)
+        if len(obj) != len(pairs):
+            seen: set[str] = set()
+            repeated: dict[str, None] = {}
+            for key, _ in pairs:
+                if key in seen:
+                    repeated[key] = None
+                seen.add(key)
+            obj.duplicates = tuple(repeated)
+        return obj
+
+
+def _parse_constant(name: str) -> _BadLiteral:
+    return _BadLiteral(f"{name} is not valid JSON (use a number or null)")
+
+
+def _parse_int(text: str) -> object:
+    try:
+        return int(text)
+    except ValueError:  # more digits than int() accepts (sys.set_int_max_str_digits)
+        return _BadLiteral(f"integer with {len(text.lstrip('-'))} digits is too long")
+
+
+def _parse_json(text: str, source: str) -> object:
+    """Parse ``text`` as strict JSON; on any JSON-level problem report only those problems.
+
+    Duplicate keys and NaN/Infinity are recorded during parsing and located afterwards by a walk
+    of the tree, because the parser's hooks do not know where in the document they are.
+    """
+    try:
+        data = json.loads(
+            text,
+            object_pairs_hook=_JsonObject.from_pairs,
+            parse_constant=_parse_constant,
+            parse_int=_parse_int,
+        )
+    except json.JSONDecodeError as exc:
+        message = f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
+        raise WorkflowInvalid(source, [Problem("", message)]) from None
+    except RecursionError:
+        raise WorkflowInvalid(source, [Problem("", "invalid JSON: nested too deeply")]) from None
+    problems = _literal_problems(data)
+    if problems:
+        raise WorkflowInvalid(source, problems)
+    return data
+
+
+def _literal_problems(data: object) -> list[Problem]:
+    """Find duplicate keys and bad literals in document order (iteratively: input may be deep)."""
+    problems: list[Problem] = []
+    stack: list[tuple[str, object]] = [("", data)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, _BadLiteral):
+            problems.append(Problem(path, value.reason))
+        elif isinstance(value, dict):
+            if isinstance(value, _JsonObject):
+                problems.extend(
+                    Problem(path, f"duplicate key {_quote(k)}") for k in value.duplicates
+                )
+            stack.extend((_key_path(path, k), v) for k, v in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{i}]", value[i]) for i in reversed(range(len(value))))
+    return problems
+
+
+# ---------------------------------------------------------------------------------------------
+# Field layer. A checker validates one field's value, appends a Problem for each fault (so a list
+# or object field can report several), and returns the value as the model stores it, or _INVALID.
+
+_INVALID: Final = object()
+_Checker = Callable[[object, str, list[Problem]], object]
+
+
+def _check_id(value: object, path: str, problems: list[Problem]) -> object:
+    if isinstance(value, str) and is_valid_id(value):
+        return value
+    problems.append(Problem(path, f"expected an id ({ID_RULE}), got {_show(value)}"))
+    return _INVALID
+
+
+def _check_command(value: object, path: str, problems: list[Problem]) -> object:
+    if isinstance(value, str) and value:
+        return _check_os_text(value, path, problems)
+    if isinstance(value, list) and value:
+        before = len(problems)
+        for i, arg in enumerate(value):
+            arg_path = f"{path}[{i}]"
+            if not isinstance(arg, str):
+                problems.append(Problem(arg_path, f"expected a string, got {_show(arg)}"))
+            elif i == 0 and not arg:
+                problems.append(Problem(arg_path, "expected a non-empty string (the program)"))
+            else:
+                _check_os_text(arg, arg_path, problems)
+        return tuple(value) if len(problems) == before else _INVALID
+    expected = "a non-empty string or a non-empty list of strings"
+    problems.append(Problem(path, f"expected {expected}, got {_show(value)}"))
+    return _INVALID
+
+
+def _check_depends_on(value: object, path: str, problems: list[Problem]) -> object:
+    if not isinstance(value, list):
+        problems.append(Problem(path, f"expected a list of step ids, got {_show(value)}"))
+        return _INVALID
+    before = len(problems)
+    for i, dep in enumerate(value):
+        if not isinstance(dep, str):
+            problems.append(Problem(f"{path}[{i}]", f"expected a step id, got {_show(dep)}"))
+    return tuple(value) if len(problems) == before else _INVALID
+
+
+def _check_retries(value: object, path: str, problems: list[Problem]) -> object:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        return value
+    problems.append(Problem(path, f"expected an integer >= 0, got {_show(value)}"))
+    return _INVALID
+
+
+def _check_seconds(value: object, path: str, problems: list[Problem]) -> object:
+    seconds = _positive_number(value)
+    if seconds is None:
+        problems.append(Problem(path, f"expected a number > 0, got {_show(value)}"))
+        return _INVALID
+    return seconds
+
+
+def _check_timeout(value: object, path: str, problems: list[Problem]) -> object:
+    if value is None:
+        return None
+    seconds = _positive_number(value)
+    if seconds is None:
+        problems.append(Problem(path, f"expected a number > 0 or null, got {_show(value)}"))
+        return _INVALID
+    return seconds
+
+
+def _check_env(value: object, path: str, problems: list[Problem]) -> object:
+    if not isinstance(value, dict):
+        problems.append(Problem(path, f"expected an object of strings, got {_show(value)}"))
+        return _INVALID
+    before = len(problems)
+    for name, text in value.items():
+        var_path = _key_path(path, name)
+        if not _is_env_name(name):
+            message = "invalid variable name: must be non-empty, without '=' or NUL"
+            problems.append(Problem(var_path, message))
+        if not isinstance(text, str):
+            problems.append(Problem(var_path, f"expected a string, got {_show(text)}"))
+        else:
+            _check_os_text(text, var_path, problems)
+    return tuple(value.items()) if len(problems) == before else _INVALID
+
+
+def _check_cwd(value: object, path: str, problems: list[Problem]) -> object:
+    if value is None:
+        return None
+    if isinstance(value, str) and value:
+        return _check_os_text(value, path, problems)
+    problems.append(Problem(path, f"expected a non-empty string or null, got {_show(value)}"))
+    return _INVALID
+
+
+def _check_max_parallel(value: object, path: str, problems: list[Problem]) -> object:
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    problems.append(Problem(path, f"expected an integer >= 1, got {_show(value)}"))
+    return _INVALID
+
+
+def _positive_number(value: object) -> float | None:
+    """``value`` as a finite float > 0, or None. ``bool`` is not a number here."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) and number > 0 else None
+
+
+def _is_env_name(name: object) -> bool:
+    return (
+        isinstance(name, str)
+        and name != ""
+        and "=" not in name
+        and "\0" not in name
+        and _encodable(name)
+    )
+
+
+def _check_os_text(text: str, path: str, problems: list[Problem]) -> object:
+    """Reject text the OS cannot take (in argv, environ or a path), which would otherwise fail
+    only when the step starts, as a crash rather than a validation message."""
+    if "\0" in text:
+        problems.append(Problem(path, "must not contain a NUL character"))
+        return _INVALID
+    if not _encodable(text):
+        problems.append(Problem(path, "must not contain unpaired surrogates (\\ud800-\\udfff)"))
+        return _INVALID
+    return text
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+#: Every step field and its checker, in ``model.Step`` order.
+_STEP_FIELDS: Final[Mapping[str, _Checker]] = {
+    "id": _check_id,
+    "command": _check_command,
+    "depends_on": _check_depends_on,
+    "retries": _check_retries,
+    "timeout_sec": _check_timeout,
+    "env": _check_env,
+    "cwd": _check_cwd,
+    "retry_backoff_sec": _check_seconds,
+    "retry_backoff_max_sec": _check_seconds,
+    "kill_grace_sec": _check_seconds,
+}
+_TOP_LEVEL_FIELDS: Final = ("workflow_id", "steps", "defaults", "max_parallel")
+
+
+def _check_top_level(data: Mapping[Any, object], problems: list[Problem]) -> tuple[str, int | None]:
+    """Check the top-level scalars; return (workflow_id, max_parallel) as the model stores them.
+
+    ``defaults`` and ``steps`` are only checked for presence here: their contents come later.
+    The returned values are placeholders whenever a problem was recorded.
+    """
+    problems.extend(_missing(data, ("workflow_id", "steps"), ""))
+    workflow_id: object = ""
+    max_parallel: object = None
+    for key, value in data.items():
+        if key == "workflow_id":
+            workflow_id = _check_id(value, "workflow_id", problems)
+        elif key == "max_parallel":
+            max_parallel = _check_max_parallel(value, "max_parallel", problems)
+        elif key not in _TOP_LEVEL_FIELDS:
+            problems.append(_unknown_field("", key, _TOP_LEVEL_FIELDS))
+    return (
+        workflow_id if isinstance(workflow_id, str) else "",
+        max_parallel if isinstance(max_parallel, int) else None,
+    )
+
+
+def _check_defaults(value: object, problems: list[Problem]) -> dict[str, object]:
+    """Check ``defaults`` once, at its own paths, rather than once per step that inherits it.
+
+    The result maps each field to its checked value, or to _INVALID when it was wrong, so that
+    steps do not additionally report a required field (``command``) as missing.
+    """
+    if not isinstance(value, dict):
+        problems.append(Problem("defaults", f"expected an object, got {_show(value)}"))
+        return {}
+    checked: dict[str, object] = {}
+    for key, raw in value.items():
+        path = _key_path("defaults", key)
+        checker = _STEP_FIELDS.get(key) if isinstance(key, str) else None
+        if key == "id":
+            problems.append(Problem(path, "a step id cannot have a default"))
+        elif checker is None:
+            problems.append(_unknown_field("defaults", key, [f for f in _STEP_FIELDS if f != "id"]))
+        else:
+            checked[key] = checker(raw, path, problems)
+    return checked
+
+
+@dataclass(frozen=True, slots=True)
+class _StepDraft:
+    """What the graph checks need from one step, whether or not its fields were valid."""
+
+    index: int
+    #: The step's id when it is a string at all (invalid ids were reported, but still name the
+    #: step, so other steps depending on it do not get an extra "unknown step").
+    id: str | None
+    #: Path and raw value of the ``depends_on`` that applies (the step's own, or the default's).
+    depends_on: tuple[str, object] | None
+    #: The finished step, or None when any of its fields was invalid or missing.
+    step: Step | None
+
+
+def _check_steps(
+    value: object,
+    data: Mapping[Any, object],
+    defaults: Mapping[str, object],
+    problems: list[Problem],
+) -> list[_StepDraft]:
+    if not isinstance(value, list) or not value:
+        problems.append(Problem("steps", f"expected a non-empty list of steps, got {_show(value)}"))
+        return []
+    raw_defaults = data.get("defaults")
+    default_deps: tuple[str, object] | None = None
+    if isinstance(raw_defaults, dict) and "depends_on" in raw_defaults:
+        default_deps = ("defaults.depends_on", raw_defaults["depends_on"])
+    drafts: list[_StepDraft] = []
+    for index, raw in enumerate(value):
+        path = f"steps[{index}]"
+        if not isinstance(raw, dict):
+            problems.append(Problem(path, f"expected an object, got {_show(raw)}"))
+            continue
+        step = _check_step(raw, path, defaults, problems)
+        step_id = raw.get("id")
+        own_deps = (f"{path}.depends_on", raw["depends_on"]) if "depends_on" in raw else None
+        drafts.append(
+            _StepDraft(
+                index=index,
+                id=step_id if isinstance(step_id, str) else None,
+                depends_on=own_deps or default_deps,
+                step=step,
+            )
+        )
+    return drafts
+
+
+def _check_step(
+    raw: Mapping[Any, object], path: str, defaults: Mapping[str, object], problems: list[Problem]
+) -> Step | None:
+    """Check one step's own fields and build it with defaults filled in (the step's value wins)."""
+    before = len(problems)
+    problems.extend(_missing(raw, ("id",), path))
+    problems.extend(_missing(raw, ("command",), path, also_in=defaults))
+    fields: dict[str, Any] = dict(defaults)
+    for key, value in raw.items():
+        checker = _STEP_FIELDS.get(key) if isinstance(key, str) else None
+        if checker is None:
+            problems.append(_unknown_field(path, key, _STEP_FIELDS))
+        else:
+            fields[key] = checker(value, _key_path(path, key), problems)
+    if len(problems) > before or any(v is _INVALID for v in fields.values()):
+        return None
+    return Step(**fields)
+
+
+def _missing(
+    data: Mapping[Any, object],
+    required: Iterable[str],
+    path: str,
+    also_in: Mapping[str, object] | None = None,
+) -> list[Problem]:
+    return [
+        Problem(path, f"missing required field '{name}'")
+        for name in required
+        if name not in data and (also_in is None or name not in also_in)
+    ]
+
+
+def _unknown_field(path: str, key: object, allowed: Iterable[str]) -> Problem:
+    message = f"unknown field {_quote(key)}"
+    if isinstance(key, str):
+        close = difflib.get_close_matches(key, list(allowed), n=1)
+        if close:
+            message += f" (did you mean '{close[0]}'?)"
+    return Problem(_key_path(path, key), message)
+
+
+# ---------------------------------------------------------------------------------------------
+# Graph layer: needs every step id before it can judge any dependency.
+
+
+def _check_graph(drafts: Sequence[_StepDraft], problems: list[Problem]) -> None:
+    """Report duplicate ids and bad dependencies per step (in order), then every cycle.
+
+    Nodes are the distinct step ids in order of first definition, so a node's number is also the
+    "comes first" order that picks where a printed cycle starts. Edges point from a step to what it
+    depends on; self-dependencies, repeated entries and unknown steps are reported here and left
+    out of the graph, so the cycle search sees only the edges that would otherwise be valid.
+    """
+    node_of: dict[str, int] = {}
+    first_at: dict[str, int] = {}
+    for draft in drafts:
+        if draft.id is not None and draft.id not in node_of:
+            node_of[draft.id] = len(node_of)
+            first_at[draft.id] = draft.index
+    edges: list[list[int]] = [[] for _ in node_of]
+    edge_path: dict[tuple[int, int], str] = {}
+    for draft in drafts:
+        if draft.id is not None and first_at[draft.id] != draft.index:
+            message = f"duplicate step id {_quote(draft.id)} (first at steps[{first_at[draft.id]}])"
+            problems.append(Problem(f"steps[{draft.index}].id", message))
+        source = node_of[draft.id] if draft.id is not None else None
+        for path, dep in _dependency_refs(draft, node_of, problems):
+            if source is not None:
+                edges[source].append(node_of[dep])
+                edge_path.setdefault((source, node_of[dep]), path)
+    names = list(node_of)
+    for cycle in _find_cycles(edges):
+        text = " -> ".join(names[node] for node in [*cycle, cycle[0]])
+        problems.append(Problem(edge_path[(cycle[0], cycle[1])], f"cycle: {text}"))
+
+
+def _dependency_refs(
+    draft: _StepDraft, known: Mapping[str, int], problems: list[Problem]
+) -> list[tuple[str, str]]:
+    """The (path, step id) entries of a step's ``depends_on`` that are graph edges.
+
+    Reports, in list order, self-dependencies (the 1-cycle ``a -> a``), repeated entries and
+    unknown steps; entries that are not strings were already reported by the field checks.
+    """
+    if draft.depends_on is None:
+        return []
+    list_path, entries = draft.depends_on
+    if not isinstance(entries, list):
+        return []
+    refs: list[tuple[str, str]] = []
+    first_at: dict[str, str] = {}
+    for i, dep in enumerate(entries):
+        if not isinstance(dep, str):
+            continue
+        path = f"{list_path}[{i}]"
+        if dep in first_at:
+            message = f"duplicate dependency {_quote(dep)} (first at {first_at[dep]})"
+            problems.append(Problem(path, message))
+        elif dep == draft.id:
+            message = f"step {_quote(dep)} depends on itself (cycle: {dep} -> {dep})"
+            problems.append(Problem(path, message))
+        elif dep not in known:
+            problems.append(Problem(path, f"unknown step {_quote(dep)}"))
+        else:
+            refs.append((path, dep))
+        first_at.setdefault(dep, path)
+    return refs
+
+
+def _find_cycles(edges: Sequence[Sequence[int]]) -> list[list[int]]:
+    """One simple cycle per strongly connected component of two or more nodes, each starting at
+    the component's lowest-numbered node; sorted by that node. O(nodes + edges), no recursion."""
+    cycles: list[list[int]] = []
+    component = [-1] * len(edges)
+    for number, members in enumerate(_strongly_connected(edges)):
+        if len(members) < 2:
+            continue
+        for node in members:
+            component[node] = number
+        cycles.append(_cycle_through(min(members), edges, component))
+    return sorted(cycles, key=lambda cycle: cycle[0])
+
+
+def _strongly_connected(edges: Sequence[Sequence[int]]) -> list[list[int]]:
+    """Tarjan's algorithm with an explicit stack of (node, next edge index) frames."""
+    count = len(edges)
+    order = [-1] * count  # discovery number, -1 while unvisited
+    low = [0] * count
+    on_stack = [False] * count
+    stack: list[int] = []
+    components: list[list[int]] = []
+    counter = 0
+    for root in range(count):
+        if order[root] != -1:
+            continue
+        order[root] = low[root] = counter
+        counter += 1
+        stack.append(root)
+        on_stack[root] = True
+        frames = [(root, 0)]
+        while frames:
+            node, next_edge = frames[-1]
+            if next_edge < len(edges[node]):
+                frames[-1] = (node, next_edge + 1)
+                target = edges[node][next_edge]
+                if order[target] == -1:
+                    order[target] = low[target] = counter
+                    counter += 1
+                    stack.append(target)
+                    on_stack[target] = True
+                    frames.append((target, 0))
+                elif on_stack[target]:
+                    low[node] = min(low[node], order[target])
+                continue
+            frames.pop()
+            if frames:
+                parent = frames[-1][0]
+                low[parent] = min(low[parent], low[node])
+            if low[node] == order[node]:
+                members: list[int] = []
+                while True:
+                    member = stack.pop()
+                    on_stack[member] = False
+                    members.append(member)
+                    if member == node:
+                        break
+                components.append(members)
+    return components
+
+
+def _cycle_through(
+    start: int, edges: Sequence[Sequence[int]], component: Sequence[int]
+) -> list[int]:
+    """The shortest cycle from ``start`` back to itself inside its component (breadth-first, so
+    the printed cycle is short and the same on every run)."""
+    parent: dict[int, int] = {start: start}
+    queue = deque([start])
+    while queue:
+        node = queue.popleft()
+        for target in edges[node]:
+            if target == start:
+                path = [node]
+                while path[-1] != start:
+                    path.append(parent[path[-1]])
+                return path[::-1]
+            if component[target] == component[start] and target not in parent:
+                parent[target] = node
+                queue.append(target)
+    raise AssertionError("a strongly connected component always has a cycle")  # pragma: no cover
+
+
+# ---------------------------------------------------------------------------------------------
+# Message helpers
+
+_PLAIN_KEY: Final = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def _key_path(parent: str, key: object) -> str:
+    """``parent.key`` for identifier-like keys, else ``parent["odd key"]``."""
+    if isinstance(key, str) and _PLAIN_KEY.fullmatch(key):
+        return f"{parent}.{key}" if parent else key
+    return f"{parent}[{_show(key)}]"
+
+
+def _quote(name: object) -> str:
+    """A name inside a message: 'plain' when it is a valid id, else as a (truncated) JSON value,
+    so a stray quote or newline cannot garble the one-line-per-problem output."""
+    if isinstance(name, str) and is_valid_id(name):
+        return f"'{name}'"
+    return _show(name)
+
+
+def _show(value: object) -> str:
+    """The offending value as JSON, cut to about 40 characters (and printable in UTF-8)."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):
+        text = f"<{type(value).__name__}>"
+    text = text.encode("utf-8", "backslashreplace").decode("utf-8")  # lone surrogates
+    return text if len(text) <= _SHOW_LIMIT else text[: _SHOW_LIMIT - 3] + "..."
