@@ -207,7 +207,7 @@ def test_status_needs_nothing_but_the_log(wf: WfHarness, wf_tasks: TaskKit) -> N
     result = wf.run(workflow)
     before = wf.cli("status", str(result.run_id), "--json").stdout
     replay_before = wf.cli("replay", str(result.run_id)).stdout
-    for entry in result.paths.root and os.scandir(result.paths.root):
+    for entry in os.scandir(result.paths.root):
         if entry.name != "events.jsonl":
             shutil.rmtree(entry.path) if entry.is_dir() else os.remove(entry.path)
     assert os.listdir(result.paths.root) == ["events.jsonl"]
