@@ -151,8 +151,15 @@ class WfHarness:
         """Start ``wf run`` in the background (its own session) and return a handle on it."""
         run_id = run_id or self.new_run_id()
         path = self.workflow_file(workflow)
+        return self._background(run_id, env, "run", path, "--run-id", run_id, *options)
+
+    def start_resume(self, run_id: str, env: Mapping[str, str] | None = None) -> RunningWf:
+        """Start ``wf resume RUN_ID`` in the background."""
+        return self._background(run_id, env, "resume", run_id)
+
+    def _background(self, run_id: str, env: Mapping[str, str] | None, *args: str) -> RunningWf:
         process = subprocess.Popen(
-            self.command("run", path, "--run-id", run_id, *options),
+            self.command(*args),
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

@@ -72,6 +72,9 @@ def decide(state: RunState, now_us: int) -> list[Command]:
 
 
 def final_status(state: RunState) -> RunStatus:
+    """SUCCEEDED when every step did (a cancel that came too late changes nothing)."""
+    if state.succeeded == len(state.steps):
+        return RunStatus.SUCCEEDED
     if state.cancel_requested:
         return RunStatus.CANCELLED
     if state.failed_final:

@@ -19,7 +19,7 @@ from wf_engine.fold import RunOptions, RunState, apply, initial_state
 from wf_engine.model import Workflow
 from wf_engine.ownership import RunLock
 from wf_engine.plugins import Plugins
-from wf_engine.runner import Runner, runner_started_event
+from wf_engine.runner import Runner, attach_log_hooks, runner_started_event
 from wf_engine.states import StepState
 from wf_engine.store import RunPaths, RunStore, new_run_id
 
@@ -50,6 +50,7 @@ def create_run(store: RunStore, request: RunRequest, plugins: Plugins) -> Runner
     paths = store.create(run_id)
     lock = RunLock.acquire(paths.runner_lock, run_id)
     log = EventLog.create(paths.events)
+    attach_log_hooks(log, plugins, run_id)
     created: Event = (
         "run_created",
         {"run_id": run_id, "workflow": request.workflow.to_json(), "options": options.to_json()},
@@ -82,6 +83,7 @@ def resume_run(store: RunStore, run_id: str, plugins: Plugins, notify: Notify) -
             lock.close()
             return None
         log = EventLog.open(paths.events, state.last_seq)
+        attach_log_hooks(log, plugins, run_id)
     except BaseException:
         lock.close()
         raise

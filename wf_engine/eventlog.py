@@ -10,10 +10,11 @@ Layout of a record (see docs/log-format.md)::
 * ``crc`` is the last member: CRC-32 of the line's bytes with the ``,"crc":"…"`` member removed.
 
 Reading is strict. Only an fsync that never returned can leave damage, so damage confined to the
-last, incomplete batch (a torn line, zeros or garbage after the last good record) is a *torn tail*:
-readers ignore it and report it; ``cut_torn_tail`` removes it, keeping the cut bytes beside the log.
-Anything else — damage before the last batch, a checksum mismatch on a complete line, a seq gap or a
-duplicate — is corruption, and every reader refuses the log naming the line.
+last, incomplete batch (an incomplete or checksum-failing line, zeros or garbage after the last
+good record) is a *torn tail*: readers ignore it and report it; ``cut_torn_tail`` removes it,
+keeping the cut bytes beside the log. Anything else — damage before the last batch or inside a
+batch whose records are all there, a seq gap or a duplicate — is corruption, and every reader
+refuses the log naming the line.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import json
 import os
 import zlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from wf_engine import durable
@@ -45,25 +46,32 @@ def encode_record(record: Record) -> bytes:
     return body[:-1] + _CRC_PREFIX + crc.encode() + b'"}\n'
 
 
-def _decode_line(line: bytes) -> Record | str | None:
-    """A record, ``None`` for a line that is not JSON (a crash trace), or a corruption message."""
-    try:
-        value = json.loads(line)
-    except ValueError:
-        return None
-    if not isinstance(value, dict):
-        return "not a JSON object"
+def _decode_line(raw: bytes) -> Record | str:
+    """The record on a line, or what is wrong with it (damage: torn or corrupt, by position)."""
+    if not raw.endswith(b"\n"):
+        return "incomplete line"
+    line = raw[:-1]
     if len(line) < _CRC_SUFFIX_LEN or line[-_CRC_SUFFIX_LEN:-10] != _CRC_PREFIX:
         return "no checksum as last member"
     body = line[:-_CRC_SUFFIX_LEN] + b"}"
-    if f"{zlib.crc32(body):08x}" != value.get("crc"):
-        return "checksum mismatch (the line was altered)"
-    for key in ("seq", "batch", "batch_size"):
-        if type(value.get(key)) is not int:
-            return f"envelope field {key!r} missing or not an integer"
-    if not isinstance(value.get("type"), str):
-        return "envelope field 'type' missing"
+    if f"{zlib.crc32(body):08x}".encode() != line[-10:-2]:
+        return "checksum mismatch"
+    try:
+        value = json.loads(line)
+    except ValueError:
+        return "not valid JSON"
+    if not isinstance(value, dict):
+        return "not a JSON object"
     return value
+
+
+def _check_envelope(path: str, line_no: int, record: Record) -> None:
+    """A line whose checksum holds was written as it is: a bad envelope is never a crash trace."""
+    for key in ("seq", "batch", "batch_size"):
+        if type(record.get(key)) is not int:
+            raise CorruptLog(path, line_no, f"envelope field {key!r} missing or not an integer")
+    if not isinstance(record.get("type"), str):
+        raise CorruptLog(path, line_no, "envelope field 'type' missing")
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +82,13 @@ class TornTail:
     length: int
     last_seq: int
     line: int
+    #: What was wrong with the first damaged line ("incomplete line", "checksum mismatch", …).
+    reason: str = field(default="incomplete commit batch", compare=False)
 
     def describe(self) -> str:
         return (
-            f"torn tail: {self.length} bytes from line {self.line} (after seq {self.last_seq}) "
-            "belong to a commit batch that was never fully written"
+            f"torn tail: {self.length} bytes from line {self.line} (after seq {self.last_seq}; "
+            f"{self.reason}) belong to a commit batch that was never fully written"
         )
 
 
@@ -99,14 +109,15 @@ class LogScan:
     def __iter__(self) -> Iterator[Record]:
         pending: list[Record] = []
         offset = 0
+        reason = "incomplete commit batch"
         with open(self.path, "rb") as file:
             for line_no, raw in enumerate(file, start=1):
-                decoded = _decode_line(raw[:-1]) if raw.endswith(b"\n") else None
-                if decoded is None:
-                    self._check_tail(file, line_no)
-                    break
+                decoded = _decode_line(raw)
                 if isinstance(decoded, str):
-                    raise CorruptLog(self.path, line_no, decoded)
+                    self._check_tail(file, line_no, decoded, pending)
+                    reason = decoded
+                    break
+                _check_envelope(self.path, line_no, decoded)
                 self._check_order(decoded, pending, line_no)
                 pending.append(decoded)
                 offset += len(raw)
@@ -121,7 +132,7 @@ class LogScan:
                     return
         size = os.path.getsize(self.path)
         length = size - self.committed_size
-        self.torn = TornTail(self.committed_size, length, self.last_seq, self.lines + 1)
+        self.torn = TornTail(self.committed_size, length, self.last_seq, self.lines + 1, reason)
 
     def _check_order(self, record: Record, pending: list[Record], line_no: int) -> None:
         expected = self.last_seq + len(pending) + 1
@@ -137,19 +148,39 @@ class LogScan:
                 self.path, line_no, "commit batch fields disagree with the records before"
             )
 
-    def _check_tail(self, file: Any, damaged_line: int) -> None:
-        """Damage at ``damaged_line``: a torn tail only if nothing durable can follow it."""
+    def _check_tail(self, file: Any, damaged: int, reason: str, pending: list[Record]) -> None:
+        """Damage at line ``damaged``: a torn tail only if it lies inside the last batch.
+
+        That batch is the one in flight after the last complete batch. The damage is a crash
+        trace only if nothing after it belongs to a later batch and the in-flight batch is not
+        complete (a complete batch was fsynced before anything followed, so it cannot be torn).
+        """
         in_flight = self.last_seq + 1
-        for later_no, raw in enumerate(file, start=damaged_line + 1):
-            decoded = _decode_line(raw[:-1]) if raw.endswith(b"\n") else None
-            if decoded is None:
+        intact = len(pending)
+        size = pending[0]["batch_size"] if pending else None
+        previous = pending[-1]["seq"] if pending else self.last_seq
+        for later, raw in enumerate(file, start=damaged + 1):
+            decoded = _decode_line(raw)
+            if isinstance(decoded, str):
                 continue
-            if isinstance(decoded, str) or decoded["batch"] != in_flight:
+            _check_envelope(self.path, later, decoded)
+            if decoded["batch"] != in_flight:
                 raise CorruptLog(
                     self.path,
-                    damaged_line,
-                    f"damaged line before the last commit batch (line {later_no} follows it)",
+                    damaged,
+                    f"damaged line ({reason}) before the last commit batch "
+                    f"(line {later} follows it)",
                 )
+            size = size if size is not None else decoded["batch_size"]
+            seq = decoded["seq"]
+            if decoded["batch_size"] != size or not previous < seq < in_flight + size:
+                raise CorruptLog(self.path, later, "record out of place in the last commit batch")
+            previous = seq
+            intact += 1
+        if size is not None and intact >= size:
+            raise CorruptLog(
+                self.path, damaged, f"damaged line ({reason}) inside a complete commit batch"
+            )
 
 
 def read_log(path: str) -> tuple[list[Record], TornTail | None]:
@@ -164,11 +195,10 @@ def cut_torn_tail(path: str, torn: TornTail) -> str:
 
     The copy is made durable before the truncation, so the cut bytes are never lost.
     """
-    backup = f"{path}.torn-{torn.offset}"
     with open(path, "rb") as log:
         log.seek(torn.offset)
         tail = log.read()
-    fd = os.open(backup, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    backup, fd = _new_backup(f"{path}.torn-{torn.offset}")
     try:
         durable.write_all(fd, tail)
         durable.sync(fd)
@@ -184,6 +214,17 @@ def cut_torn_tail(path: str, torn: TornTail) -> str:
     return backup
 
 
+def _new_backup(base: str) -> tuple[str, int]:
+    """Create ``base`` (or ``base.1``, ``base.2`` …): an earlier cut is never overwritten."""
+    for attempt in range(1000):
+        name = base if attempt == 0 else f"{base}.{attempt}"
+        try:
+            return name, os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+        except FileExistsError:
+            continue
+    raise FileExistsError(base)
+
+
 class EventLog:
     """The writer: appends commit batches with one write and one fsync each (write-ahead)."""
 
@@ -193,6 +234,7 @@ class EventLog:
         self.next_seq = next_seq
         self.before_write: BatchObserver | None = None
         self.before_sync: BatchObserver | None = None
+        self._failed: OSError | None = None
 
     @classmethod
     def create(cls, path: str) -> EventLog:
@@ -213,6 +255,8 @@ class EventLog:
         On an ``OSError`` the log is left as the disk left it (at worst a torn tail) and the error
         propagates: the caller must stop, since nothing in this batch may be assumed durable.
         """
+        if self._failed is not None:
+            raise OSError(self._failed.errno, f"log unusable after a failed write: {self._failed}")
         first = self.next_seq
         records: list[Record] = []
         lines: list[bytes] = []
@@ -224,15 +268,22 @@ class EventLog:
                 "type": event_type,
                 "ts": ts,
             }
+            if not payload.keys().isdisjoint(ENVELOPE_FIELDS):
+                raise ValueError(f"payload of {event_type} reuses an envelope field")
             record.update(payload)
             lines.append(encode_record(record))
             records.append(record)
         if self.before_write is not None:
             self.before_write(records)
-        durable.write_all(self._fd, b"".join(lines))
-        if self.before_sync is not None:
-            self.before_sync(records)
-        durable.sync(self._fd)
+        try:
+            durable.write_all(self._fd, b"".join(lines))
+            if self.before_sync is not None:
+                self.before_sync(records)
+            durable.sync(self._fd)
+        except OSError as exc:
+            # Never retried: after a failed fsync the kernel may have dropped the dirty pages.
+            self._failed = exc
+            raise
         self.next_seq = first + len(events)
         return records
 

@@ -91,6 +91,7 @@ class RunState:
     retry_heap: list[tuple[int, int, int]] = field(default_factory=list)
     running: dict[int, None] = field(default_factory=dict)
     open_steps: int = 0
+    succeeded: int = 0
     failed_final: bool = False
     cancel_requested: bool = False
     cancel_grace_sec: float | None = None
@@ -152,7 +153,10 @@ def apply(state: RunState, record: Record) -> RunState:
     handler = _HANDLERS.get(record.get("type", ""))
     if handler is None:
         raise IllegalTransition(seq, f"unknown record type {record.get('type')!r}")
-    handler(state, record)
+    try:
+        handler(state, record)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise IllegalTransition(seq, f"malformed {record['type']} record: {exc!r}") from exc
     if isinstance(seq, int):
         state.last_seq = seq
     return state
@@ -250,6 +254,7 @@ def _enter(state: RunState, index: int, status: StepStatus, record: Record) -> N
         status.exit_code = None
         status.reason = None
     elif target is StepState.SUCCEEDED:
+        state.succeeded += 1
         _record_outcome(status, record)
         for dependent in state.dependents[index]:
             state.remaining[dependent] -= 1

@@ -9,8 +9,9 @@ Each turn of the loop::
                                     hooks (durable records, seq order) --> act: spawn / signal
 
 Nothing is acted on before it is durable: a RUNNING record is fsynced before its process is
-spawned, a SUCCEEDED record only follows an observed exit 0, and a dependent becomes READY in a
-batch after its dependencies' SUCCEEDED. Watcher threads never touch the state: they put small
+spawned, a SUCCEEDED record only follows an observed exit 0, and a dependent becomes READY in
+the same batch as its dependencies' SUCCEEDED or a later one (a batch is durable as a whole).
+Watcher threads never touch the state: they put small
 messages on ``self._inbox`` and the loop blocks on that queue with a timeout equal to the next
 timer (a retry falling due, a timeout, a SIGKILL escalation). There is no polling sleep.
 """
@@ -99,10 +100,6 @@ class Runner:
         self._pending: list[Event | AttemptResult] = []
         self._stop_asked = False
         self._base_env = dict(os.environ)
-        if plugins.has_impls("wf_log_before_write"):
-            log.before_write = lambda records: plugins.log_before_write(state.run_id, list(records))
-        if plugins.has_impls("wf_log_before_sync"):
-            log.before_sync = lambda records: plugins.log_before_sync(state.run_id, list(records))
 
     @property
     def run_id(self) -> str:
@@ -343,6 +340,14 @@ class Runner:
                 signal.signal(sig, old)
 
         return restore
+
+
+def attach_log_hooks(log: EventLog, plugins: Plugins, run_id: str) -> None:
+    """Let plugins see each batch before its write and before its fsync (fault injection)."""
+    if plugins.has_impls("wf_log_before_write"):
+        log.before_write = lambda records: plugins.log_before_write(run_id, list(records))
+    if plugins.has_impls("wf_log_before_sync"):
+        log.before_sync = lambda records: plugins.log_before_sync(run_id, list(records))
 
 
 def runner_started_event() -> Event:

@@ -11,12 +11,23 @@ For each record, on the state folded from the records before it:
   RUNNING->READY (interrupted) needs a runner that started after the attempt did.
 
 The first divergence raises ``VerifyError`` naming the seq.
+
+``decide`` answers with a whole stage of commands, and the engine writes them in that order, so
+the ``Verifier`` checks a run of decisions against one answer instead of asking ``decide`` again
+for each record: verifying a log costs what running it did, O(steps + edges).
 """
 
 from __future__ import annotations
 
 from wf_engine import clock
-from wf_engine.decide import AttemptResult, FinishRun, Transition, attempt_finished, decide
+from wf_engine.decide import (
+    AttemptResult,
+    Command,
+    FinishRun,
+    Transition,
+    attempt_finished,
+    decide,
+)
 from wf_engine.errors import IllegalTransition
 from wf_engine.eventlog import Record
 from wf_engine.fold import RunState
@@ -30,31 +41,63 @@ class VerifyError(IllegalTransition):
     """A record the engine would not have written from the state before it."""
 
 
+class Verifier:
+    """Checks records in log order; remembers the engine's last answer to reuse it."""
+
+    def __init__(self) -> None:
+        self._expected: list[Command] = []
+        self._expected_at: int | None = None
+
+    def check(self, state: RunState, record: Record) -> None:
+        """Raise ``VerifyError`` if ``record`` is not what the engine would do in ``state``."""
+        kind = record["type"]
+        if kind == "run_finished":
+            self._check_decided(state, record, FinishRun(RunStatus(record["state"])))
+            return
+        decided = _decision(state, record) if kind == "step" else None
+        if decided is None:
+            self._expected = []  # an observation changes the state decide saw
+            return
+        self._check_decided(state, record, decided)
+
+    def _check_decided(self, state: RunState, record: Record, command: Command) -> None:
+        now = _ts(record)
+        if self._expected and self._expected_at == now and self._expected[0] == command:
+            self._expected.pop(0)
+            return
+        answer = decide(state, now)
+        if command not in answer:
+            _fail(record, f"the engine would not decide {_describe(state, command)} here")
+        answer.remove(command)
+        self._expected, self._expected_at = answer, now
+
+
 def check_record(state: RunState, record: Record) -> None:
-    """Raise ``VerifyError`` if ``record`` is not what the engine would do in ``state``."""
-    kind = record["type"]
-    if kind == "run_finished":
-        _check_decided(state, record, FinishRun(RunStatus(record["state"])))
-    elif kind == "step":
-        _check_step(state, record)
+    """Check one record on its own (``Verifier`` is the fast way to check a whole log)."""
+    Verifier().check(state, record)
 
 
-def _check_step(state: RunState, record: Record) -> None:
-    step_id = record["step"]
-    if not state.workflow.has_step(step_id):
-        return  # the fold names it
+def _decision(state: RunState, record: Record) -> Transition | None:
+    """The decision a step record claims, or None for an observation (checked here)."""
+    step_id = record.get("step")
+    if not isinstance(step_id, str) or not state.workflow.has_step(step_id):
+        return None  # the fold names it
     index = state.workflow.index_of(step_id)
     status = state.steps[index]
-    source, target = StepState(record["from"]), StepState(record["to"])
+    try:
+        source, target = StepState(record.get("from")), StepState(record.get("to"))
+    except ValueError:
+        return None  # the fold names it
     if source is not status.state:
-        return  # the fold names it
+        return None  # the fold names it
     if source is StepState.RUNNING and target is StepState.READY:
         if state.runner_generation <= status.started_by:
             _fail(record, f"step {step_id!r} interrupted, but its runner never changed")
-    elif source is StepState.RUNNING and target in _OBSERVED_FROM_RUNNING:
+        return None
+    if source is StepState.RUNNING and target in _OBSERVED_FROM_RUNNING:
         _check_outcome(state, record, index)
-    else:
-        _check_decided(state, record, Transition(index, target, record.get("reason")))
+        return None
+    return Transition(index, target, record.get("reason"))
 
 
 def _check_outcome(state: RunState, record: Record, index: int) -> None:
@@ -78,11 +121,6 @@ def _check_outcome(state: RunState, record: Record, index: int) -> None:
                 f"step {record['step']!r}: {key} is {record.get(key)!r}, "
                 f"the retry policy gives {expected.get(key)!r}",
             )
-
-
-def _check_decided(state: RunState, record: Record, command: Transition | FinishRun) -> None:
-    if command not in decide(state, _ts(record)):
-        _fail(record, f"the engine would not decide {_describe(state, command)} here")
 
 
 def _describe(state: RunState, command: Transition | FinishRun) -> str:

@@ -15,7 +15,7 @@ from wf_engine.cli.render import status_table, timeline_line
 from wf_engine.errors import UsageError, WfError
 from wf_engine.eventlog import Record
 from wf_engine.inspect import read_run, run_summary, step_summary
-from wf_engine.verify import check_record
+from wf_engine.verify import Verifier
 
 
 @click.command("status")
@@ -82,8 +82,9 @@ def _verify(records: list[Record]) -> None:
     from wf_engine.fold import apply, initial_state
 
     state = initial_state(records[0])
+    verifier = Verifier()
     for record in records[1:]:
-        check_record(state, record)
+        verifier.check(state, record)
         apply(state, record)
 
 

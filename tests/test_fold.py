@@ -1,0 +1,467 @@
+"""Tests for ``wf_engine.fold``: the state machine of SPEC §5 and the counters ``decide`` relies on.
+
+Each test writes log records by hand through ``Log``, a tiny writer that fills in ``seq``, ``ts``,
+``from`` and ``attempt`` the way the engine would, so a test reads as the story of a run.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from typing import Any
+
+import pytest
+
+from wf_engine import clock
+from wf_engine.errors import IllegalTransition, StoreError
+from wf_engine.fold import RunState, apply, fold_records, initial_state
+from wf_engine.states import LEGAL_TRANSITIONS, RunStatus, StepState
+
+P, R, X = StepState.PENDING, StepState.READY, StepState.RUNNING
+S, F, K, C = StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELLED
+T0 = clock.from_iso("2026-01-01T00:00:00.000000Z")
+RETRY_AT = clock.to_iso(T0 + 5_000_000)
+
+
+def step(step_id: str, *deps: str, **fields: Any) -> dict[str, Any]:
+    return {"id": step_id, "command": "true", "depends_on": list(deps), **fields}
+
+
+class Log:
+    """Writes records as the engine would and folds each one into ``self.state``."""
+
+    def __init__(self, *steps: dict[str, Any], ts: str = clock.to_iso(T0)) -> None:
+        self.ts = ts
+        self.records: list[dict[str, Any]] = []
+        workflow = {"workflow_id": "w", "steps": list(steps) or [step("a", retries=1)]}
+        options = {"max_parallel": 2, "fail_fast": False, "base_dir": "/tmp"}
+        first = self.record("run_created", run_id="r", workflow=workflow, options=options)
+        self.state: RunState = initial_state(first)
+        self.add("runner_started", pid=123)
+
+    def record(self, kind: str, **fields: Any) -> dict[str, Any]:
+        record = {"seq": len(self.records) + 1, "type": kind, "ts": self.ts, **fields}
+        self.records.append(record)
+        return record
+
+    def add(self, kind: str, **fields: Any) -> RunState:
+        return apply(self.state, self.record(kind, **fields))
+
+    def move(self, step_id: str, to: StepState, **fields: Any) -> RunState:
+        """A ``step`` record from the step's current state, with the attempt the fold expects."""
+        status = self.status(step_id)
+        fields.setdefault("from", status.state.value)
+        fields.setdefault("attempt", status.attempt + (to is X))
+        if to is F and "final" not in fields:
+            fields.setdefault("retry_at", RETRY_AT)
+        return self.add("step", step=step_id, to=to.value, **fields)
+
+    def walk(self, step_id: str, *path: StepState, **last: Any) -> RunState:
+        for to in path[:-1]:
+            self.move(step_id, to)
+        return self.move(step_id, path[-1], **last)
+
+    def status(self, step_id: str) -> Any:
+        return self.state.steps[self.state.workflow.index_of(step_id)]
+
+    def index(self, step_id: str) -> int:
+        return self.state.workflow.index_of(step_id)
+
+
+#: Legal records that bring a fresh step to each state.
+PATHS: dict[StepState, list[StepState]] = {
+    P: [],
+    R: [R],
+    X: [R, X],
+    F: [R, X, F],
+    S: [R, X, S],
+    K: [K],
+    C: [C],
+}
+
+
+def reach(state: StepState, log: Log | None = None, step_id: str = "a") -> Log:
+    log = log or Log()
+    for to in PATHS[state]:
+        log.move(step_id, to, **({"reason": "dependency_failed"} if to is K else {}))
+    assert log.status(step_id).state is state
+    return log
+
+
+# --- the transition table ------------------------------------------------------------------------
+
+
+def test_the_table_is_spec_section_5() -> None:
+    assert {(a.value, b.value) for a, b in LEGAL_TRANSITIONS} == {
+        ("PENDING", "READY"), ("PENDING", "SKIPPED"), ("PENDING", "CANCELLED"),
+        ("READY", "RUNNING"), ("READY", "CANCELLED"),
+        ("RUNNING", "SUCCEEDED"), ("RUNNING", "FAILED"), ("RUNNING", "CANCELLED"),
+        ("RUNNING", "READY"),
+        ("FAILED", "READY"), ("FAILED", "CANCELLED"),
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize(("source", "target"), sorted(LEGAL_TRANSITIONS), ids=str)
+def test_every_legal_transition_is_accepted(source: StepState, target: StepState) -> None:
+    log = reach(source)
+    before = log.status("a").attempt
+    log.move("a", target)
+    status = log.status("a")
+    assert status.state is target
+    assert status.attempt == before + (target is X)
+
+
+ILLEGAL = sorted(set(itertools.product(StepState, StepState)) - LEGAL_TRANSITIONS)
+
+
+def test_there_are_38_illegal_pairs() -> None:
+    assert len(ILLEGAL) == 7 * 7 - 11
+
+
+@pytest.mark.parametrize(("source", "target"), ILLEGAL, ids=str)
+def test_every_illegal_transition_is_refused(source: StepState, target: StepState) -> None:
+    log = reach(source)
+    with pytest.raises(IllegalTransition, match="seq"):
+        log.move("a", target)
+
+
+@pytest.mark.parametrize("target", list(StepState), ids=str)
+@pytest.mark.parametrize("terminal", [S, K, C, "final FAILED"], ids=str)
+def test_nothing_leaves_a_terminal_state(terminal: Any, target: StepState) -> None:
+    if terminal == "final FAILED":
+        log = Log()
+        log.walk("a", R, X, F, final=True)
+    else:
+        log = reach(terminal)
+    assert log.status("a").terminal
+    with pytest.raises(IllegalTransition):
+        log.move("a", target)
+
+
+def test_illegal_transition_is_a_store_error_naming_the_seq() -> None:
+    log = reach(S)
+    with pytest.raises(IllegalTransition) as info:
+        log.move("a", R)
+    assert isinstance(info.value, StoreError)
+    assert info.value.seq == len(log.records)
+    assert str(info.value).startswith(f"seq {len(log.records)}: ")
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"step": "nope", "from": "PENDING", "to": "READY", "attempt": 0}, "unknown step"),
+        ({"from": "PENDING", "to": "READY", "attempt": 0}, "unknown step"),
+        ({"step": "a", "from": "PENDING", "to": "READY", "attempt": 0}, "is READY"),
+        ({"step": "a", "from": "READY", "to": "RUNNING", "attempt": 2}, "expected 1"),
+        ({"step": "a", "from": "READY", "to": "RUNNING", "attempt": 0}, "expected 1"),
+        ({"step": "a", "from": "READY", "to": "CANCELLED", "attempt": 1}, "expected 0"),
+        ({"step": "a", "from": "READY", "to": "CANCELLED"}, "expected 0"),
+        ({"step": "a", "from": "READY", "to": "DONE", "attempt": 0}, "unknown state"),
+        ({"step": "a", "from": "ready", "to": "RUNNING", "attempt": 1}, "unknown state"),
+    ],
+    ids=[
+        "unknown-step",
+        "no-step",
+        "wrong-from",
+        "attempt-skipped",
+        "attempt-reused",
+        "attempt-on-cancel",
+        "no-attempt",
+        "unknown-to",
+        "lowercase-from",
+    ],
+)
+def test_malformed_step_records_are_refused(fields: dict[str, Any], message: str) -> None:
+    log = reach(R)
+    with pytest.raises(IllegalTransition, match=message):
+        log.add("step", **fields)
+
+
+def test_wrong_attempt_after_a_retry() -> None:
+    log = reach(F)
+    log.move("a", R)
+    with pytest.raises(IllegalTransition, match="expected 2"):
+        log.move("a", X, attempt=1)
+
+
+def test_failed_needs_final_or_a_valid_retry_at() -> None:
+    with pytest.raises(IllegalTransition, match="retry_at"):
+        Log().walk("a", R, X, F, retry_at=None)
+    with pytest.raises(IllegalTransition, match="retry_at"):
+        Log().walk("a", R, X, F, retry_at="tomorrow")
+    with pytest.raises(IllegalTransition, match="retry_at"):
+        Log().walk("a", R, X, F, final=False, retry_at=None)
+    log = Log()
+    log.walk("a", R, X, F, final=True)  # no retry_at needed
+    assert log.status("a").final and log.status("a").retry_at is None
+
+
+# --- records other than step ---------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("state", [P, R, S, F], ids=str)
+def test_spawned_needs_a_running_step(state: StepState) -> None:
+    log = reach(state)
+    attempt = log.status("a").attempt
+    with pytest.raises(IllegalTransition, match="not running"):
+        log.add("spawned", step="a", attempt=attempt, pid=10, pgid=10)
+
+
+def test_spawned_for_another_attempt_or_step_is_refused() -> None:
+    log = reach(X)
+    with pytest.raises(IllegalTransition, match="not running"):
+        log.add("spawned", step="a", attempt=2, pid=10, pgid=10)
+    with pytest.raises(IllegalTransition, match="unknown step"):
+        log.add("spawned", step="zz", attempt=1, pid=10, pgid=10)
+
+
+def test_spawned_records_the_process_and_leaving_running_forgets_it() -> None:
+    log = reach(X)
+    log.add("spawned", step="a", attempt=1, pid=10, pgid=11, start_id="boot:42")
+    process = log.status("a").process
+    assert (process.pid, process.pgid, process.start_id) == (10, 11, "boot:42")
+    log.move("a", S, reason="exit", exit_code=0)
+    assert log.status("a").process is None
+
+
+@pytest.mark.parametrize(
+    ("kind", "fields"),
+    [
+        ("spawned", {"step": "a", "attempt": 1, "pgid": 10}),
+        ("spawned", {"step": "a", "attempt": 1, "pid": "x", "pgid": 10}),
+        ("spawned", {"step": "a", "attempt": 1, "pid": 10, "pgid": None}),
+        ("cancel_requested", {"grace_sec": "soon"}),
+    ],
+    ids=["spawned-no-pid", "spawned-pid-text", "spawned-pgid-null", "cancel-grace-text"],
+)
+def test_malformed_payload_is_an_illegal_transition(kind: str, fields: dict[str, Any]) -> None:
+    log = reach(X)
+    with pytest.raises(IllegalTransition):
+        log.add(kind, **fields)
+
+
+def test_run_finished_while_steps_are_open_is_refused() -> None:
+    log = Log(step("a"), step("b"))
+    log.walk("a", R, X, S)
+    with pytest.raises(IllegalTransition, match="1 step"):
+        log.add("run_finished", state="SUCCEEDED")
+
+
+@pytest.mark.parametrize("value", ["RUNNING", "DONE", None])
+def test_run_finished_needs_a_final_run_state(value: Any) -> None:
+    log = reach(S)
+    with pytest.raises(IllegalTransition, match="run_finished"):
+        log.add("run_finished", state=value)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"type": "step", "step": "a", "from": "SUCCEEDED", "to": "READY", "attempt": 1},
+        {"type": "runner_started", "pid": 9},
+        {"type": "cancel_requested"},
+        {"type": "spawned", "step": "a", "attempt": 1, "pid": 1, "pgid": 1},
+        {"type": "run_finished", "state": "SUCCEEDED"},
+        {"type": "bogus"},
+    ],
+    ids=lambda r: r["type"],
+)
+def test_nothing_after_run_finished(record: dict[str, Any]) -> None:
+    log = reach(S)
+    log.add("run_finished", state="SUCCEEDED")
+    assert log.state.status is RunStatus.SUCCEEDED
+    with pytest.raises(IllegalTransition, match="after run_finished"):
+        fields = dict(record)
+        log.add(fields.pop("type"), **fields)
+
+
+@pytest.mark.parametrize("kind", ["bogus", "run_created", "", None])
+def test_unknown_record_type_is_refused(kind: Any) -> None:
+    log = Log()
+    with pytest.raises(IllegalTransition, match="unknown record type"):
+        log.add(kind)
+
+
+def test_a_log_must_start_with_run_created() -> None:
+    log = reach(R)
+    with pytest.raises(IllegalTransition, match="start with run_created"):
+        fold_records(log.records[1:])
+    with pytest.raises(IllegalTransition, match="empty"):
+        fold_records([])
+    assert fold_records(log.records) == log.state
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"workflow": {"workflow_id": "w", "steps": []}},
+        {"workflow": None},
+        {"options": {"max_parallel": 2}},
+        {"options": {"max_parallel": "many", "fail_fast": False, "base_dir": "/"}},
+    ],
+    ids=["no-steps", "no-workflow", "options-missing", "options-mistyped"],
+)
+def test_malformed_run_created_is_refused(change: dict[str, Any]) -> None:
+    first = {**Log().records[0], **change}
+    with pytest.raises(IllegalTransition, match="run_created is malformed"):
+        initial_state(first)
+
+
+def test_runner_started_and_cancel_requested() -> None:
+    log = Log()
+    assert (log.state.runner_generation, log.state.runner_pid) == (1, 123)
+    log.add("runner_started", pid=456)
+    assert (log.state.runner_generation, log.state.runner_pid) == (2, 456)
+    assert not log.state.stopping
+    log.add("cancel_requested", grace_sec=2)
+    assert log.state.cancel_requested and log.state.stopping
+    assert log.state.cancel_grace_sec == 2.0
+    assert log.state.last_seq == 4
+
+
+# --- counters and indexes ------------------------------------------------------------------------
+
+
+def test_initial_state_unblocks_the_roots() -> None:
+    log = Log(step("a"), step("b", "a"), step("c"), step("d", "b", "c"))
+    state = log.state
+    assert list(state.unblocked) == [0, 2]
+    assert state.remaining == [0, 1, 0, 2]
+    assert state.dependents == [[1], [3], [3], []]
+    assert state.open_steps == 4 and not state.doomed and not state.running
+    assert all(s.state is P and s.attempt == 0 for s in state.steps)
+
+
+def test_succeeded_of_every_dependency_unblocks_a_dependent() -> None:
+    log = Log(step("a"), step("b"), step("c", "a", "b"))
+    log.walk("a", R, X, S, reason="exit", exit_code=0)
+    assert log.index("c") not in log.state.unblocked
+    assert log.state.remaining[log.index("c")] == 1
+    log.walk("b", R, X, S, reason="exit", exit_code=0)
+    assert log.index("c") in log.state.unblocked
+    log.move("c", R)
+    assert log.index("c") not in log.state.unblocked
+    assert log.state.open_steps == 1
+
+
+def test_a_final_failure_dooms_pending_dependents_only() -> None:
+    log = Log(step("a"), step("b", "a"), step("c", "b"), step("d", "a"), step("e"))
+    log.walk("a", R, X, F, final=True, reason="exit", exit_code=3)
+    state = log.state
+    assert set(state.doomed) == {log.index("b"), log.index("d")}  # the next level only
+    assert state.failed_final and state.open_steps == 4
+    assert log.status("a").terminal and log.status("a").exit_code == 3
+    assert log.status("a").failures == 1
+
+
+def test_a_retryable_failure_dooms_nothing_and_waits() -> None:
+    log = Log(step("a", retries=1), step("b", "a"))
+    log.walk("a", R, X, F, reason="exit", exit_code=1)
+    state, status = log.state, log.status("a")
+    assert not state.doomed and not state.failed_final and not status.terminal
+    assert status.retry_at == clock.from_iso(RETRY_AT)
+    assert [entry[0] for entry in state.retry_heap] == [status.retry_at]
+    log.move("a", R)
+    assert status.retry_at is None
+    assert state.open_steps == 2
+
+
+def test_skipped_cascades_one_level_at_a_time() -> None:
+    log = Log(step("a"), step("b", "a"), step("c", "b"), step("d", "c"))
+    log.walk("a", R, X, F, final=True)
+    log.move("b", K, reason="dependency_failed")
+    assert set(log.state.doomed) == {log.index("c")}
+    assert log.status("b").reason == "dependency_failed"
+    log.move("c", K, reason="dependency_failed")
+    assert set(log.state.doomed) == {log.index("d")}
+    log.move("d", K, reason="dependency_failed")
+    assert not log.state.doomed and log.state.open_steps == 0
+    log.add("run_finished", state="FAILED")
+    assert log.state.status is RunStatus.FAILED
+
+
+def test_a_doomed_step_is_not_unblocked_by_its_other_dependency() -> None:
+    log = Log(step("a"), step("b"), step("c", "a", "b"))
+    log.walk("a", R, X, F, final=True)
+    log.walk("b", R, X, S)
+    assert log.index("c") in log.state.doomed
+    assert log.index("c") not in log.state.unblocked
+
+
+def test_interrupted_does_not_count_as_a_failure() -> None:
+    log = reach(X)
+    log.add("runner_started", pid=2)
+    log.move("a", R, reason="interrupted")
+    status = log.status("a")
+    assert (status.state, status.attempt, status.failures) == (R, 1, 0)
+    assert not log.state.running
+    log.move("a", X)
+    assert (status.attempt, status.failures, status.started_by) == (2, 0, 2)
+
+
+def test_attempts_and_failures_count_up() -> None:
+    log = Log(step("a", retries=2))
+    status = log.status("a")
+    for attempt in (1, 2):
+        log.walk("a", R, X, F, reason="exit", exit_code=1)
+        assert (status.attempt, status.failures, status.exit_code) == (attempt, attempt, 1)
+    log.walk("a", R, X)
+    assert (status.attempt, status.exit_code, status.reason) == (3, None, None)
+    log.move("a", S, reason="exit", exit_code=0)
+    assert (status.attempt, status.failures, status.exit_code) == (3, 2, 0)
+    assert log.state.open_steps == 0
+
+
+def test_running_set_and_open_steps_follow_the_records() -> None:
+    log = Log(step("a"), step("b"), step("c"))
+    for step_id in "abc":
+        log.walk(step_id, R, X)
+    assert list(log.state.running) == [0, 1, 2]
+    log.move("b", C, reason="cancelled", exit_code=-15)
+    log.move("a", S, reason="exit", exit_code=0)
+    assert list(log.state.running) == [2]
+    assert log.status("b").exit_code == -15 and log.status("b").reason == "cancelled"
+    assert log.state.open_steps == 1
+
+
+def test_seq_is_tracked() -> None:
+    log = reach(X)
+    assert log.state.last_seq == len(log.records) == 4
+
+
+# --- the fold never reads ts -------------------------------------------------------------------
+
+
+def story(log: Log) -> Log:
+    log.walk("a", R, X, F, reason="timeout", exit_code=-15)
+    log.walk("a", R, X)
+    log.add("spawned", step="a", attempt=2, pid=5, pgid=5)
+    log.move("a", S, reason="exit", exit_code=0)
+    log.walk("b", R, X, F, final=True, reason="spawn_error")
+    log.move("c", K, reason="dependency_failed")
+    log.walk("d", R, X)
+    log.add("cancel_requested")
+    log.move("d", C, reason="cancelled")
+    log.add("run_finished", state="CANCELLED")
+    return log
+
+
+@pytest.mark.parametrize(
+    "new_ts",
+    [lambda i: "1999-12-31T23:59:59.000000Z", lambda i: clock.to_iso(10**15 - i), lambda i: None],
+    ids=["constant", "backwards", "missing"],
+)
+def test_the_fold_never_reads_ts(new_ts: Any) -> None:
+    steps = (step("a", retries=1), step("b"), step("c", "b"), step("d"))
+    records = story(Log(*steps)).records
+    changed = copy.deepcopy(records)
+    for i, record in enumerate(changed):
+        if new_ts(i) is None:
+            del record["ts"]
+        else:
+            record["ts"] = new_ts(i)
+    original, other = fold_records(records), fold_records(changed)
+    assert other.steps == original.steps
+    assert other == original
+    assert original.status is RunStatus.CANCELLED
