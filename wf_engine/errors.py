@@ -57,8 +57,15 @@ class CorruptLog(StoreError):
         self.reason = reason
 
 
-class LogWriteError(StoreError):
-    """A write or fsync of the log failed: the runner stopped without claiming the batch."""
+class LogWriteError(StoreError, OSError):
+    """A write or fsync of the log failed: the runner stopped without claiming the batch.
+
+    Also an ``OSError`` with the underlying ``errno``, since that is what it is underneath.
+    """
+
+    def __init__(self, message: str, errno: int | None) -> None:
+        super().__init__(message)
+        self.errno = errno
 
 
 class IllegalTransition(StoreError):

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wf_engine import durable
-from wf_engine.errors import CorruptLog
+from wf_engine.errors import CorruptLog, LogWriteError
 
 Record = dict[str, Any]
 #: Called with the records of a batch: before the write, then before the fsync.
@@ -256,7 +256,10 @@ class EventLog:
         propagates: the caller must stop, since nothing in this batch may be assumed durable.
         """
         if self._failed is not None:
-            raise OSError(self._failed.errno, f"log unusable after a failed write: {self._failed}")
+            raise LogWriteError(
+                f"{self.path}: log unusable after a failed write: {self._failed}",
+                self._failed.errno,
+            )
         first = self.next_seq
         records: list[Record] = []
         lines: list[bytes] = []
@@ -283,7 +286,11 @@ class EventLog:
         except OSError as exc:
             # Never retried: after a failed fsync the kernel may have dropped the dirty pages.
             self._failed = exc
-            raise
+            raise LogWriteError(
+                f"{self.path}: cannot record events ({exc.strerror or exc}); stopped without "
+                "claiming them: fix the disk, then `wf resume`",
+                exc.errno,
+            ) from exc
         self.next_seq = first + len(events)
         return records
 

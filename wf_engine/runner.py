@@ -42,7 +42,6 @@ from wf_engine.decide import (
     decide,
     next_retry_at,
 )
-from wf_engine.errors import LogWriteError
 from wf_engine.eventlog import EventLog, Record
 from wf_engine.fold import RunState, apply
 from wf_engine.ownership import RunLock
@@ -199,13 +198,7 @@ class Runner:
         return event
 
     def _commit(self, events: list[Event], now: int) -> list[Record]:
-        try:
-            records = self.log.append(events, clock.to_iso(now))
-        except OSError as exc:
-            raise LogWriteError(
-                f"{self.log.path}: cannot record events ({exc.strerror or exc}); "
-                "the run stopped without claiming them — fix the disk, then `wf resume`"
-            ) from exc
+        records = self.log.append(events, clock.to_iso(now))
         self.state.last_seq = records[-1]["seq"]
         for record in records:
             self.plugins.event_appended(self.run_id, record)

@@ -19,7 +19,7 @@ from wf_engine.cli.plugins import plugins_command
 from wf_engine.cli.resume import resume_command
 from wf_engine.cli.run import run_command
 from wf_engine.cli.validate import validate_command
-from wf_engine.errors import WfError
+from wf_engine.errors import EXIT_CORRUPT, WfError
 from wf_engine.plugins import Plugins
 from wf_engine.validate import WorkflowInvalid
 
@@ -70,6 +70,11 @@ def main(argv: list[str] | None = None) -> None:
     except WfError as error:
         report_error(error)
         sys.exit(error.exit_code)
+    except OSError as error:
+        # The run store (or a file the user named) cannot be read or written as it must be.
+        where = f"{error.filename}: " if error.filename else ""
+        click.echo(f"wf: error: {where}{error.strerror or error}", err=True)
+        sys.exit(EXIT_CORRUPT)
     except click.exceptions.Abort:
         click.echo("wf: aborted", err=True)
         sys.exit(130)
