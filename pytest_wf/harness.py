@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +35,8 @@ class RunResult:
     run_id: str | None
     home: str
     status: dict[str, Any] | None = field(default=None, repr=False)
+    #: ``wf run --json``: the state the runner held when it stopped (None if it was killed).
+    live: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def state(self) -> str | None:
@@ -122,11 +124,35 @@ class WfHarness:
         env: Mapping[str, str] | None = None,
         timeout: float = 120,
     ) -> RunResult:
-        """``wf run`` to the end; the result carries ``wf status --json`` of the run."""
+        """``wf run --json`` to the end; the result carries the live state and ``wf status``."""
         run_id = run_id or self.new_run_id()
         path = self.workflow_file(workflow)
-        done = self.cli("run", path, "--run-id", run_id, *options, env=env, timeout=timeout)
-        return self._result(done, run_id)
+        args = ["run", path, "--run-id", run_id, *options]
+        if "--json" not in options:
+            args.append("--json")
+        done = self.cli(*args, env=env, timeout=timeout)
+        result = self._result(done, run_id)
+        if done.stdout.startswith("{"):
+            result = replace(result, live=json.loads(done.stdout))
+        return result
+
+    def crash(
+        self, workflow: WorkflowSpec, seq: int, point: str = "after_sync", *options: str
+    ) -> RunResult:
+        """``wf run`` SIGKILLed by the crash plugin at record ``seq`` (fault_injection.crash)."""
+        from fault_injection.crash import crash_env
+
+        return self.run(workflow, *options, env=crash_env(seq, point))
+
+    def resume_until_finished(self, run_id: str, limit: int = 5) -> RunResult:
+        """``wf resume`` until the run has finished (a resume may itself be cut short)."""
+        for _ in range(limit):
+            result = self.resume(run_id)
+            if result.state not in (None, "RUNNING"):
+                return result
+        raise AssertionError(
+            f"run {run_id} still unfinished after {limit} resumes: {result.stderr}"
+        )
 
     def resume(self, run_id: str, *options: str, env: Mapping[str, str] | None = None) -> RunResult:
         return self._result(self.cli("resume", run_id, *options, env=env), run_id)

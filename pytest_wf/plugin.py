@@ -1,16 +1,68 @@
-"""The pytest plugin: fixtures for running workflows in isolation.
+"""The pytest plugin (entry point ``pytest11``: ``wf``; disable with ``-p no:wf``).
 
-Registered with the ``pytest11`` entry point ``wf``; disable with ``-p no:wf``.
+Fixtures: ``wf_home``, ``wf`` (a ``WfHarness``), ``wf_tasks`` (task-kit commands),
+``wf_damage`` (log damage primitives), ``wf_replay_equivalent``, ``wf_resume_equivalent`` and
+``wf_crash_point`` (set by the ``wf_crash_matrix`` marker). Options: ``--wf-crash-depth``,
+``--wf-crash-points``. Hypothesis strategies live in ``pytest_wf.strategies`` and are imported
+only by the tests that use them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
+from typing import Any
 
 import pytest
 
-from pytest_wf.harness import TaskKit, WfHarness
+from pytest_wf.harness import RunResult, TaskKit, WfHarness, WorkflowSpec
+
+CRASH_POINTS = ("before_write", "before_sync", "after_sync")
+_REFERENCES = pytest.StashKey[dict[str, RunResult]]()
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("wf", "wf workflow engine testing")
+    group.addoption(
+        "--wf-crash-depth",
+        type=int,
+        default=30,
+        metavar="N",
+        help="wf_crash_matrix: crash at records 1..N (default 30; crash points past the end "
+        "of a run are skipped).",
+    )
+    group.addoption(
+        "--wf-crash-points",
+        default=None,
+        metavar="POINTS",
+        help="wf_crash_matrix: comma-separated crash points to try, of "
+        f"{', '.join(CRASH_POINTS)} (default: the marker's, else after_sync).",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "wf_crash_matrix(points=('after_sync',), depth=None): run the test once per crash point "
+        "(seq, point), given to it as the wf_crash_point fixture.",
+    )
+    config.stash[_REFERENCES] = {}
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("wf_crash_matrix")
+    if marker is None or "wf_crash_point" not in metafunc.fixturenames:
+        return
+    option = metafunc.config.getoption("--wf-crash-points")
+    points = option.split(",") if option else marker.kwargs.get("points", ("after_sync",))
+    unknown = set(points) - set(CRASH_POINTS)
+    if unknown:
+        raise pytest.UsageError(f"unknown crash point(s): {', '.join(sorted(unknown))}")
+    depth = marker.kwargs.get("depth") or metafunc.config.getoption("--wf-crash-depth")
+    matrix = [(seq, point) for point in points for seq in range(1, depth + 1)]
+    metafunc.parametrize("wf_crash_point", matrix, ids=[f"{point}@{seq}" for seq, point in matrix])
 
 
 @pytest.fixture
@@ -35,3 +87,63 @@ def wf(wf_home: Path, tmp_path: Path) -> Iterator[WfHarness]:
 def wf_tasks(tmp_path: Path) -> TaskKit:
     """Step commands from the task kit, all recording into one file (to count executions)."""
     return TaskKit(tmp_path / "task-records.jsonl")
+
+
+@pytest.fixture
+def wf_damage() -> ModuleType:
+    """``fault_injection.logfaults``: tear, append_zeros, append_garbage, flip_byte, …"""
+    from fault_injection import logfaults
+
+    return logfaults
+
+
+@pytest.fixture
+def wf_crash_point(request: pytest.FixtureRequest) -> tuple[int, str]:
+    """``(seq, point)`` from the ``wf_crash_matrix`` marker's parametrization."""
+    if not hasattr(request, "param"):
+        raise pytest.UsageError("wf_crash_point needs @pytest.mark.wf_crash_matrix on the test")
+    point: tuple[int, str] = request.param
+    return point
+
+
+@pytest.fixture
+def wf_replay_equivalent(wf: WfHarness) -> Callable[[RunResult], None]:
+    """``wf_replay_equivalent(run)``: fold == live state, replay stable, ``--verify`` passes."""
+    from pytest_wf.equivalence import assert_replay_equivalent
+
+    def check(run: RunResult) -> None:
+        __tracebackhide__ = True
+        assert_replay_equivalent(wf, run)
+
+    return check
+
+
+@pytest.fixture
+def wf_resume_equivalent(wf: WfHarness, request: pytest.FixtureRequest) -> Callable[..., Any]:
+    """``wf_resume_equivalent(workflow, crash_point, *options)``: crash, resume, compare.
+
+    The uncrashed reference run is made once per workflow and options for the whole session,
+    so a crash matrix costs one run per crash point, plus one. A crash point past the end of
+    the run skips the test.
+    """
+    from pytest_wf.equivalence import assert_resume_equivalent
+
+    references = request.config.stash[_REFERENCES]
+
+    def check(workflow: WorkflowSpec, crash_point: tuple[int, str], *options: str) -> Any:
+        __tracebackhide__ = True
+        key = json.dumps([_workflow_key(workflow), options])
+        if key not in references:
+            references[key] = wf.run(workflow, *options)
+        reference = references[key]
+        if crash_point[0] > len(reference.events):
+            pytest.skip(f"crash point {crash_point} is past the end of the run")
+        return assert_resume_equivalent(wf, workflow, crash_point, *options, reference=reference)
+
+    return check
+
+
+def _workflow_key(workflow: WorkflowSpec) -> Any:
+    if isinstance(workflow, dict):
+        return workflow
+    return str(Path(workflow).resolve())  # type: ignore[arg-type]

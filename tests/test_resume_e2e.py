@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,7 @@ import pytest
 from fault_injection.crash import crash_env
 from fault_injection.logfaults import append_garbage, append_zeros, batch_boundaries, tear
 from pytest_wf import TaskKit, WfHarness, dag, step, wait_until
+from pytest_wf.equivalence import ResumeOutcome
 from wf_engine.engine import resume_run
 from wf_engine.eventlog import LogScan, read_log
 from wf_engine.plugins import Plugins
@@ -100,37 +103,19 @@ def _check_converged(events: list[dict]) -> None:
         assert starts <= 1 + (step_id in interrupted), (step_id, starts)
 
 
-def _reference_length(wf: WfHarness) -> int:
-    reference = wf.run(PIPELINE, "--max-parallel", "2")
-    assert reference.returncode == 0
-    return len(reference.events)
+@pytest.fixture(scope="module", autouse=True)
+def _clean_pipeline_output() -> Iterator[None]:
+    yield
+    shutil.rmtree(PIPELINE.parent / "out", ignore_errors=True)
 
 
-@pytest.mark.parametrize("point", ["after_sync", "before_sync", "before_write"])
-def test_crash_at_every_event_of_the_example_pipeline(wf: WfHarness, point: str) -> None:
-    total = _reference_length(wf)
-    for seq in range(1, total + 1):
-        run_id = wf.new_run_id(f"crash-{point}-{seq}")
-        crashed = wf.run(PIPELINE, "--max-parallel", "2", run_id=run_id, env=crash_env(seq, point))
-        assert crashed.returncode == -signal.SIGKILL, (seq, crashed.stderr)
-        store = RunStore(wf.home)
-        if (
-            not os.path.exists(store.paths(run_id).events)
-            or os.path.getsize(store.paths(run_id).events) == 0
-        ):
-            # Killed before the first batch was durable: there is no run to resume.
-            continue
-        resumed = wf.resume(run_id)
-        assert resumed.returncode == 0, (seq, point, resumed.stderr)
-        events, torn = read_log(store.paths(run_id).events)
-        assert torn is None
-        assert [r["seq"] for r in events] == list(range(1, len(events) + 1))
-        _check_converged(events)
-    out = PIPELINE.parent / "out"
-    if out.exists():
-        import shutil
-
-        shutil.rmtree(out)
+@pytest.mark.wf_crash_matrix(points=("before_write", "before_sync", "after_sync"), depth=26)
+def test_crash_at_every_event_of_the_example_pipeline(
+    wf_resume_equivalent: Callable[..., ResumeOutcome], wf_crash_point: tuple[int, str]
+) -> None:
+    outcome = wf_resume_equivalent(PIPELINE, wf_crash_point, "--max-parallel", "2")
+    if outcome.resumed.status is not None:  # else: killed before the run was created
+        _check_converged(outcome.resumed.events)
 
 
 def _crashed_run(wf: WfHarness, wf_tasks: TaskKit | None, seq: int) -> str:

@@ -107,24 +107,41 @@ def _until(records: Iterable[Record], last_seq: int) -> Iterable[Record]:
         yield record
 
 
-def step_summary(state: RunState, timings: Timings) -> dict[str, dict[str, Any]]:
-    """Per-step fields shared by ``status --json`` and ``replay --json``."""
+def step_states(state: RunState) -> dict[str, dict[str, Any]]:
+    """Per-step state, attempts, exit code and reason: what the fold knows of each step."""
     steps: dict[str, dict[str, Any]] = {}
     for index, status in enumerate(state.steps):
-        step_id = state.step_id(index)
-        times = timings.steps.get(step_id, StepTimes())
         entry: dict[str, Any] = {
             "state": status.state.value,
             "attempts": status.attempt,
             "exit_code": status.exit_code,
             "reason": status.reason,
-            "started": times.started,
-            "finished": times.finished,
         }
         if status.state is StepState.FAILED:
             entry["final"] = status.final
-        steps[step_id] = entry
+        steps[state.step_id(index)] = entry
     return steps
+
+
+def step_summary(state: RunState, timings: Timings) -> dict[str, dict[str, Any]]:
+    """Per-step fields shared by ``status --json`` and ``replay --json`` (with timings)."""
+    steps = step_states(state)
+    for step_id, entry in steps.items():
+        times = timings.steps.get(step_id, StepTimes())
+        entry["started"] = times.started
+        entry["finished"] = times.finished
+    return steps
+
+
+def live_summary(state: RunState) -> dict[str, Any]:
+    """``wf run --json``: the state the runner held in memory when it stopped (not re-read)."""
+    return {
+        "run_id": state.run_id,
+        "workflow_id": state.workflow.workflow_id,
+        "state": state.status.value,
+        "last_seq": state.last_seq,
+        "steps": step_states(state),
+    }
 
 
 def run_summary(view: RunView) -> dict[str, Any]:

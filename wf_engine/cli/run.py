@@ -11,7 +11,7 @@ import click
 
 from wf_engine.cli.context import EXIT_CODES, CliContext, note
 from wf_engine.engine import RunRequest, create_run, resume_run
-from wf_engine.inspect import read_run, run_summary
+from wf_engine.inspect import live_summary, read_run
 from wf_engine.runner import Runner
 from wf_engine.store import check_run_id
 from wf_engine.validate import load_workflow
@@ -58,14 +58,13 @@ def run_command(
         return
     if runner is not None:
         runner.execute()
-        paths = runner.paths
+        state = runner.state
     else:
-        paths = obj.store.existing(run_id or "")
         note(f"run {run_id} already finished")
-    view = read_run(paths)
+        state = read_run(obj.store.existing(run_id or "")).state
     if as_json:
-        click.echo(json.dumps(run_summary(view), indent=2))
-    raise SystemExit(EXIT_CODES[view.state.status])
+        click.echo(json.dumps(live_summary(state), indent=2))
+    raise SystemExit(EXIT_CODES[state.status])
 
 
 def _detach(obj: CliContext, runner: Runner) -> None:
