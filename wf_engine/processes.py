@@ -82,7 +82,9 @@ class AttemptProcess:
         with self._guard:
             returncode = self._popen.wait()
             self._reaped = True
-        on_exit(self.key, returncode, read_tail(self._spec.stderr_path, STDERR_TAIL_BYTES))
+        # Only a failed or stopped attempt's record carries a stderr tail: skip the read on success.
+        tail = read_tail(self._spec.stderr_path, STDERR_TAIL_BYTES) if returncode else ""
+        on_exit(self.key, returncode, tail)
 
 
 def start_attempt(key: AttemptKey, spec: LaunchSpec) -> AttemptProcess:

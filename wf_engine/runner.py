@@ -68,6 +68,13 @@ class _StopRequest:
 
 _Message = _Exited | _StopRequest
 
+#: How long a ``spawned`` record may wait for company before it is committed on its own.
+SPAWNED_COMMIT_DELAY_SEC = 0.01
+
+
+def _is_spawned(item: Event | AttemptResult) -> bool:
+    return isinstance(item, tuple) and item[0] == "spawned"
+
 
 def read_cancel_request(paths: RunPaths) -> dict[str, Any] | None:
     """The request ``wf cancel`` left in the run folder, if any (advisory)."""
@@ -98,6 +105,7 @@ class Runner:
         self._tiebreak = itertools.count()
         self._pending: list[Event | AttemptResult] = []
         self._stop_asked = False
+        self._flush_by = 0.0
         self._base_env = dict(os.environ)
 
     @property
@@ -216,9 +224,14 @@ class Runner:
                     self._schedule("kill", index, process.key[1], self._stop_grace(index))
 
     def _wait(self, now: int) -> None:
-        if self._pending:
+        if any(not _is_spawned(item) for item in self._pending):
             return
         timeout = self._next_timer_in(now)
+        if self._pending:
+            # Only `spawned` records wait: give the attempts a moment to report, so a short
+            # step's spawn and exit share one fsync (the lock file already names the pid).
+            flush_in = max(0.0, self._flush_by - time.monotonic())
+            timeout = flush_in if timeout is None else min(timeout, flush_in)
         if timeout is None and not self._attempts:
             raise RuntimeError("scheduler has nothing to wait for (engine bug)")
         with contextlib.suppress(queue.Empty):
@@ -265,6 +278,8 @@ class Runner:
             self._pending.append(AttemptResult(index, attempt, spawn_error=str(exc)))
             return
         self._attempts[index] = process
+        if not self._pending:
+            self._flush_by = time.monotonic() + SPAWNED_COMMIT_DELAY_SEC
         self._pending.append(
             (
                 "spawned",
