@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import click
 
 from wf_engine.errors import EXIT_CANCELLED, EXIT_OK, EXIT_RUN_FAILED
-from wf_engine.plugins import Plugins, register_modules
+from wf_engine.plugins import Plugins
 from wf_engine.progress import ProgressReporter
 from wf_engine.states import RunStatus
 from wf_engine.store import RunStore
@@ -28,11 +28,9 @@ class CliContext:
 
     def plugins_for_run(self, modules: Sequence[str], progress: bool) -> Plugins:
         """The loaded plugins plus ``-p`` modules and, unless quiet, the progress reporter."""
-        register_modules(self.plugins.manager, modules)
-        if progress and not self.plugins.manager.has_plugin("wf.progress"):
-            reporter = ProgressReporter(sys.stdout, sys.stdout.isatty())
-            if not self.plugins.manager.is_blocked("wf.progress"):
-                self.plugins.manager.register(reporter, name="wf.progress")
+        self.plugins.add_modules(modules)
+        if progress:
+            self.plugins.register(ProgressReporter(sys.stdout, sys.stdout.isatty()), "wf.progress")
         return self.plugins
 
 

@@ -53,7 +53,7 @@ def run_command(
         )
         runner = create_run(obj.store, request, plugins)
     if runner is not None and detach:
-        _detach(obj, runner)
+        _detach(obj, runner, plugins.modules)
         click.echo(runner.run_id)
         return
     if runner is not None:
@@ -67,13 +67,15 @@ def run_command(
     raise SystemExit(EXIT_CODES[state.status])
 
 
-def _detach(obj: CliContext, runner: Runner) -> None:
-    """Release the new run and let a background ``wf resume`` own it from here."""
+def _detach(obj: CliContext, runner: Runner, modules: list[str]) -> None:
+    """Release the new run and let a background ``wf resume`` own it (with the same plugins)."""
     runner.release()
     log_path = os.path.join(runner.paths.root, "runner.log")
+    plugin_args = [arg for module in modules for arg in ("-p", module)]
+    command = [sys.executable, "-m", "wf_engine", "--home", obj.store.home, "resume"]
     with open(log_path, "ab") as log:
         subprocess.Popen(
-            [sys.executable, "-m", "wf_engine", "--home", obj.store.home, "resume", runner.run_id],
+            [*command, runner.run_id, *plugin_args],
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=log,
