@@ -43,12 +43,23 @@ def state_diff(expected: Mapping[str, Any], actual: Mapping[str, Any]) -> str:
 
 
 def _transitions(events: Iterable[Mapping[str, Any]]) -> list[tuple[str, str, str, Any]]:
-    """What happened to each step, without times, seqs and pids (which legitimately differ)."""
-    return [
-        (e["step"], e["from"], e["to"], e.get("reason"))
-        for e in events
-        if e["type"] == "step" and e.get("reason") != "interrupted"
-    ]
+    """What happened to each step, without times, seqs and pids (which legitimately differ).
+
+    An interruption is left out with the restart that follows it: an interrupted attempt and
+    its rerun read as the one attempt an uncrashed run made.
+    """
+    kept: list[tuple[str, str, str, Any]] = []
+    restarting: set[str] = set()
+    for e in events:
+        if e["type"] != "step":
+            continue
+        if e.get("reason") == "interrupted":
+            restarting.add(e["step"])
+        elif e["step"] in restarting and e["to"] == "RUNNING":
+            restarting.discard(e["step"])
+        else:
+            kept.append((e["step"], e["from"], e["to"], e.get("reason")))
+    return kept
 
 
 def first_divergence(
@@ -70,6 +81,7 @@ def first_divergence(
 
 def assert_replay_equivalent(harness: WfHarness, run: RunResult) -> None:
     """Fold of the log == live final state; replay byte-identical; ``--verify`` passes."""
+    __tracebackhide__ = True
     run_id = str(run.run_id)
     first = harness.cli("replay", run_id, "--json")
     second = harness.cli("replay", run_id, "--json")
@@ -87,7 +99,8 @@ def assert_replay_equivalent(harness: WfHarness, run: RunResult) -> None:
         if live != folded or run.live["state"] != replayed["state"]:
             raise EquivalenceError(
                 f"replay of {run_id} is {replayed['state']}, the live run was "
-                f"{run.live['state']}:\n{state_diff(live, folded)}"
+                f"{run.live['state']} (expected: live, actual: replayed)\n"
+                f"state diff:\n{state_diff(live, folded)}"
             )
     verify = harness.cli("replay", run_id, "--verify")
     if verify.returncode != 0:
@@ -111,6 +124,7 @@ def assert_resume_equivalent(
     reference: RunResult | None = None,
 ) -> ResumeOutcome:
     """Crash at ``crash_point`` = ``(seq, point)``, resume, compare with an uncrashed run."""
+    __tracebackhide__ = True
     reference = reference or harness.run(workflow, *options)
     seq, point = crash_point
     crashed = harness.crash(workflow, seq, point, *options)

@@ -19,10 +19,13 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+import wf_engine
 from wf_engine.eventlog import Record, read_log
 from wf_engine.store import RunPaths, RunStore
 
 WorkflowSpec = Mapping[str, Any] | str | os.PathLike[str]
+#: The folder holding the ``wf_engine`` package this process runs, first on child PYTHONPATHs.
+_ENGINE_ROOT = str(Path(wf_engine.__file__).resolve().parent.parent)
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,11 @@ class WfHarness:
         return [sys.executable, "-m", "wf_engine", "--home", self.home, *args]
 
     def env(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        """The environment of ``wf`` processes: they run the engine this process imported."""
         env = dict(os.environ)
         env.pop("WF_HOME", None)
+        paths = [_ENGINE_ROOT, *env.get("PYTHONPATH", "").split(os.pathsep)]
+        env["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(p for p in paths if p))
         env.update(extra or {})
         return env
 

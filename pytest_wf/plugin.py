@@ -20,6 +20,7 @@ import pytest
 from pytest_wf.harness import RunResult, TaskKit, WfHarness, WorkflowSpec
 
 CRASH_POINTS = ("before_write", "before_sync", "after_sync")
+DEFAULT_DEPTH = 30
 _REFERENCES = pytest.StashKey[dict[str, RunResult]]()
 
 
@@ -28,17 +29,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption(
         "--wf-crash-depth",
         type=int,
-        default=30,
+        default=None,
         metavar="N",
-        help="wf_crash_matrix: crash at records 1..N (default 30; crash points past the end "
-        "of a run are skipped).",
+        help="wf_crash_matrix: crash at records 1..N (overrides the marker's depth; default "
+        f"{DEFAULT_DEPTH}; crash points past the end of a run are skipped).",
     )
     group.addoption(
         "--wf-crash-points",
         default=None,
         metavar="POINTS",
         help="wf_crash_matrix: comma-separated crash points to try, of "
-        f"{', '.join(CRASH_POINTS)} (default: the marker's, else after_sync).",
+        f"{', '.join(CRASH_POINTS)} (overrides the marker's points; default after_sync).",
     )
 
 
@@ -49,18 +50,34 @@ def pytest_configure(config: pytest.Config) -> None:
         "(seq, point), given to it as the wf_crash_point fixture.",
     )
     config.stash[_REFERENCES] = {}
+    option = config.getoption("--wf-crash-points", None)
+    if option:
+        _check_points(option.split(","), "--wf-crash-points")
+
+
+def _check_points(points: Any, where: str) -> tuple[str, ...]:
+    """Crash points as a tuple; anything else is a usage error naming ``where``."""
+    if isinstance(points, str) or not all(isinstance(p, str) for p in points):
+        raise pytest.UsageError(f"{where}: crash points must be a tuple of names, not {points!r}")
+    unknown = sorted(set(points) - set(CRASH_POINTS))
+    if unknown:
+        raise pytest.UsageError(
+            f"{where}: unknown crash point(s) {', '.join(unknown)}; use {', '.join(CRASH_POINTS)}"
+        )
+    return tuple(points)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     marker = metafunc.definition.get_closest_marker("wf_crash_matrix")
     if marker is None or "wf_crash_point" not in metafunc.fixturenames:
         return
+    # The command line wins over the marker, which wins over the defaults.
     option = metafunc.config.getoption("--wf-crash-points")
     points = option.split(",") if option else marker.kwargs.get("points", ("after_sync",))
-    unknown = set(points) - set(CRASH_POINTS)
-    if unknown:
-        raise pytest.UsageError(f"unknown crash point(s): {', '.join(sorted(unknown))}")
-    depth = marker.kwargs.get("depth") or metafunc.config.getoption("--wf-crash-depth")
+    points = _check_points(points, "wf_crash_matrix")
+    depth = metafunc.config.getoption("--wf-crash-depth")
+    if depth is None:
+        depth = marker.kwargs.get("depth", DEFAULT_DEPTH)
     matrix = [(seq, point) for point in points for seq in range(1, depth + 1)]
     metafunc.parametrize("wf_crash_point", matrix, ids=[f"{point}@{seq}" for seq, point in matrix])
 
