@@ -27,6 +27,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from fault_injection.crash import crash_env  # noqa: E402
+from pytest_wf.harness import process_alive  # noqa: E402
 from wf_engine.engine import resume_run  # noqa: E402
 from wf_engine.eventlog import read_log  # noqa: E402
 from wf_engine.plugins import Plugins  # noqa: E402
@@ -118,7 +119,7 @@ def measure_cancel(workdir: Path, repeats: int) -> dict[str, Any]:
         pid = _wait_for_spawn(events)
         started = time.perf_counter()
         cancel = _wf(home, "cancel", run_id)
-        while _alive(pid):
+        while process_alive(pid):
             time.sleep(0.001)
         latencies.append(time.perf_counter() - started)
         assert cancel.returncode == 0, cancel.stderr
@@ -139,18 +140,6 @@ def _wait_for_spawn(events: str) -> int:
                     return int(record["pid"])
         time.sleep(0.005)
     raise TimeoutError("step never spawned")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def main() -> None:

@@ -6,6 +6,24 @@ pieces they are built from (``WfHarness``, ``TaskKit``, ``dag``, ``step``) work 
 
 from __future__ import annotations
 
-from pytest_wf.harness import RunningWf, RunResult, TaskKit, WfHarness, dag, step, wait_until
+from pytest_wf.harness import (
+    RunningWf,
+    RunResult,
+    TaskKit,
+    WfHarness,
+    dag,
+    process_alive,
+    step,
+    wait_until,
+)
 
-__all__ = ["RunResult", "RunningWf", "TaskKit", "WfHarness", "dag", "step", "wait_until"]
+__all__ = [
+    "RunResult",
+    "RunningWf",
+    "TaskKit",
+    "WfHarness",
+    "dag",
+    "process_alive",
+    "step",
+    "wait_until",
+]

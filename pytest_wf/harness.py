@@ -279,6 +279,32 @@ def _checked(
     return events if predicate(events) else None
 
 
+def process_alive(pid: int) -> bool:
+    """True if ``pid`` is a running process; a zombie counts as dead.
+
+    A zombie answers ``kill(pid, 0)`` until its parent reaps it (and a container's PID 1 may
+    never do so), so the state is read from ``/proc`` on Linux and from ``ps`` elsewhere.
+    """
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        if sys.platform.startswith("linux"):
+            return False
+    except OSError:
+        return True
+    state = subprocess.run(
+        ["ps", "-o", "stat=", "-p", str(pid)], capture_output=True, text=True, check=False
+    ).stdout.strip()
+    return bool(state) and not state.startswith("Z")
+
+
 def wait_until(probe: Callable[[], Any], timeout: float = 60, what: str = "condition") -> Any:
     """Poll ``probe`` until it returns something truthy (tests only: waits on a condition)."""
     deadline = time.monotonic() + timeout

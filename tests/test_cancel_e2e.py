@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import time
 from pathlib import Path
 
 from fault_injection.crash import crash_env
-from pytest_wf import TaskKit, WfHarness, dag, step, wait_until
-
-
-def _alive(pid: int) -> bool:
-    """Alive and not a zombie (a zombie is dead; PID 1 here may be slow to reap it)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+from pytest_wf import TaskKit, WfHarness, dag, process_alive, step, wait_until
 
 
 def _hard_workflow(wf_tasks: TaskKit, tmp_path: Path) -> dict:
@@ -50,14 +36,14 @@ def test_cancel_a_live_run_kills_everything(
     wait_until(lambda: (tmp_path / "gc.pid").exists() and wf_tasks.pids("ready"), 30, "tasks")
     pids = [*wf_tasks.pids("start", "gc"), *wf_tasks.pids("start", "stubborn")]
     pids.append(int((tmp_path / "gc.pid").read_text()))
-    assert all(_alive(pid) for pid in pids)
+    assert all(process_alive(pid) for pid in pids)
 
     started = time.monotonic()
     cancel = wf.cancel(running.run_id, "--grace", "1")
     elapsed = time.monotonic() - started
     assert cancel.returncode == 0, cancel.stderr
     assert "CANCELLED" in cancel.stdout
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(process_alive(pid) for pid in pids)
     assert elapsed < 1 + 5  # grace + generous slack for a loaded 2-core machine
 
     result = running.wait()
@@ -115,7 +101,7 @@ def test_cancel_a_run_whose_runner_is_dead(
 
     cancel = wf.cancel(running.run_id, "--grace", "1")
     assert cancel.returncode == 0, cancel.stderr
-    assert not any(_alive(pid) for pid in pids)
+    assert not any(process_alive(pid) for pid in pids)
     status = wf.status(running.run_id)
     assert status["state"] == "CANCELLED"
     assert status["steps"]["gc"]["state"] == "CANCELLED"
@@ -151,9 +137,9 @@ def test_second_ctrl_c_skips_the_grace_period(wf: WfHarness, wf_tasks: TaskKit) 
     pid = wf_tasks.pids("start", "stubborn")[0]
     running.signal(signal.SIGINT)
     running.wait_for(lambda events: any(r["type"] == "cancel_requested" for r in events))
-    assert _alive(pid)  # SIGTERM ignored, and the grace period is 300 s
+    assert process_alive(pid)  # SIGTERM ignored, and the grace period is 300 s
     running.signal(signal.SIGINT)
     result = running.wait(timeout=60)
     assert result.returncode == 3
-    assert not _alive(pid)
+    assert not process_alive(pid)
     assert result.steps["stubborn"]["state"] == "CANCELLED"

@@ -7,20 +7,8 @@ import os
 import pytest
 
 from fault_injection.disk import disk_fault_env
-from pytest_wf import TaskKit, WfHarness, dag, step
+from pytest_wf import TaskKit, WfHarness, dag, process_alive, step
 from wf_engine.eventlog import read_log
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 @pytest.mark.parametrize("operation", ["write", "sync"])
@@ -48,7 +36,7 @@ def test_failing_disk_stops_cleanly_and_resume_finishes(
     assert os.strerror(getattr(__import__("errno"), error)) in failed.stderr
     assert "Traceback" not in failed.stderr
     for pid in wf_tasks.pids("start"):
-        assert not _alive(pid), "a step outlived the runner that stopped"
+        assert not process_alive(pid), "a step outlived the runner that stopped"
 
     status = wf.cli("status", run_id, "--json")
     assert status.returncode == 0, status.stderr

@@ -14,7 +14,7 @@ import pytest
 
 from fault_injection.crash import crash_env
 from fault_injection.logfaults import append_garbage, append_zeros, batch_boundaries, tear
-from pytest_wf import TaskKit, WfHarness, dag, step, wait_until
+from pytest_wf import TaskKit, WfHarness, dag, process_alive, step, wait_until
 from pytest_wf.equivalence import ResumeOutcome
 from wf_engine.engine import resume_run
 from wf_engine.eventlog import LogScan, read_log
@@ -23,18 +23,6 @@ from wf_engine.store import RunStore
 
 REPO = Path(__file__).resolve().parent.parent
 PIPELINE = REPO / "examples" / "image_pipeline" / "workflow.json"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def test_sigkill_while_a_step_runs_then_resume(
@@ -62,11 +50,11 @@ def test_sigkill_while_a_step_runs_then_resume(
     assert status["state"] == "RUNNING"
     assert status["runner_alive"] is False
     assert status["steps"]["slow"]["state"] == "RUNNING"
-    assert _alive(orphan) and _alive(grandchild)
+    assert process_alive(orphan) and process_alive(grandchild)
 
     resumed = wf.start_resume(running.run_id)
     wait_until(lambda: len(wf_tasks.pids("start", "slow")) == 2, 30, "slow to run again")
-    assert not _alive(orphan) and not _alive(grandchild)
+    assert not process_alive(orphan) and not process_alive(grandchild)
     cancel = wf.cancel(running.run_id, "--grace", "1")
     assert cancel.returncode == 0, cancel.stderr
     result = resumed.wait()

@@ -7,7 +7,7 @@ import shutil
 import signal
 from pathlib import Path
 
-from pytest_wf import TaskKit, WfHarness, dag, step, wait_until
+from pytest_wf import TaskKit, WfHarness, dag, process_alive, step, wait_until
 from wf_engine import clock
 
 REPO = Path(__file__).resolve().parent.parent
@@ -186,20 +186,7 @@ def test_timeout_kills_the_whole_process_group(
     assert result.steps["hang"]["state"] == "FAILED"
     assert result.steps["hang"]["reason"] == "timeout"
     grandchild = int(pidfile.read_text())
-    wait_until(lambda: not _alive(grandchild), 10, "grandchild to die")
-
-
-def _alive(pid: int) -> bool:
-    """Alive and not a zombie (a zombie is dead; PID 1 here may be slow to reap it)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    try:
-        with open(f"/proc/{pid}/stat") as stat:
-            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return True
+    wait_until(lambda: not process_alive(grandchild), 10, "grandchild to die")
 
 
 def test_status_needs_nothing_but_the_log(wf: WfHarness, wf_tasks: TaskKit) -> None:
