@@ -35,6 +35,24 @@ Use :func:`workflow_json` with ``hypothesis.note`` so a failing example prints t
         result = wf.run(workflow)
         assert result.state in ("SUCCEEDED", "FAILED")
 
+Broken documents and crash points go the same way::
+
+    from pytest_wf.strategies import InvalidWorkflow, invalid_workflows
+
+    @settings(max_examples=10, deadline=None,
+              suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(invalid=invalid_workflows())
+    def test_broken_workflows_exit_2(wf: WfHarness, invalid: InvalidWorkflow) -> None:
+        note(invalid.text)
+        path = wf.workdir / "broken.json"
+        path.write_text(invalid.text)
+        done = wf.cli("validate", str(path))
+        assert done.returncode == 2 and invalid.expect in done.stderr
+
+    # in a test drawing with st.data(), after an uncrashed run of N records:
+    #     seq, point = data.draw(crash_points(N))
+    #     wf.run(workflow, env=fault_injection.crash.crash_env(seq, point))
+
 Every example is real processes: keep ``max_examples`` low for properties that run workflows.
 """
 
@@ -161,7 +179,7 @@ def _seconds(value: Any) -> str:
 # Plans: a workflow with symbolic behaviours
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class StepPlan:
     """One generated step; ``None`` fields are left out of the rendered step."""
 
@@ -200,8 +218,20 @@ class StepPlan:
             return int(self.behaviour["k"]) <= (self.retries or 0)
         return True
 
+    def __repr__(self) -> str:
+        """Only the fields that are set, so a falsifying example stays short."""
+        parts = [repr(self.id), repr(dict(self.behaviour))]
+        for name in ("depends_on", "retries", "retry_backoff_sec", "timeout_sec", "env"):
+            value = getattr(self, name)
+            if value not in (None, ()):
+                parts.append(f"{name}={value!r}")
+        return f"StepPlan({', '.join(parts)})"
 
-@dataclass(frozen=True)
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        printer.text(repr(self))
+
+
+@dataclass(frozen=True, repr=False)
 class WorkflowPlan:
     """A generated workflow before its behaviours became commands."""
 
@@ -235,6 +265,24 @@ class WorkflowPlan:
                 states[step.id] = "SKIPPED"
         return states
 
+    def __repr__(self) -> str:
+        """One step per line; only the fields that are set."""
+        lines = [f"WorkflowPlan({self.workflow_id!r}, steps=("]
+        lines.extend(f"    {step!r}," for step in self.steps)
+        extra = "".join(
+            f", {name}={value!r}"
+            for name, value in (("max_parallel", self.max_parallel), ("defaults", self.defaults))
+            if value
+        )
+        lines.append(f"){extra})")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        for number, line in enumerate(repr(self).split("\n")):
+            if number:
+                printer.break_()
+            printer.text(line)
+
     def expected_run_state(self) -> str:
         states = self.expected_states().values()
         return "SUCCEEDED" if all(s == "SUCCEEDED" for s in states) else "FAILED"
@@ -246,11 +294,78 @@ class WorkflowPlan:
 
 def ids(max_size: int = 8) -> SearchStrategy[str]:
     """Valid ids (``[A-Za-z0-9_][A-Za-z0-9_.-]*``), shrinking towards ``"a"``."""
-    return st.builds(
-        lambda first, rest: first + rest,
-        st.sampled_from(_ID_FIRST),
-        st.text(_ID_REST, max_size=max(0, max_size - 1)),
+    return st.tuples(
+        st.sampled_from(_ID_FIRST), st.text(_ID_REST, max_size=max(0, max_size - 1))
+    ).map("".join)
+
+
+@dataclass(frozen=True)
+class _StepGene:
+    """One step as drawn, before ids are made unique and dependencies resolved.
+
+    Dependencies are distances back (0: the step just before), and those reaching before the
+    first step are dropped: deleting steps before a dependency or after its dependent (as the
+    shrinker does with list elements) leaves that dependency in place.
+    """
+
+    id: str
+    deps: tuple[int, ...]
+    behaviour: dict[str, Any]
+    retries: int | None
+    backoff: float
+    timeout: float | None
+    env: Mapping[str, str] | None
+
+
+def _earlier(index: int, distances: Sequence[int]) -> list[int]:
+    """Positions of the steps ``distances`` back from ``index`` (0: the one before), sorted."""
+    return sorted({index - 1 - d for d in distances if d < index})
+
+
+@st.composite
+def _step_genes(
+    draw: DrawFn,
+    kinds: Sequence[str],
+    max_steps: int,
+    max_retries: int,
+    timeouts: bool,
+    crash_safe: bool,
+) -> _StepGene:
+    step_id = draw(ids(), label="id")
+    deps = draw(st.lists(st.integers(0, max(0, max_steps - 2)), max_size=3), label="depends_on")
+    kind = draw(st.sampled_from(kinds), label="behaviour")
+    behaviour: dict[str, Any] = {"kind": kind}
+    if kind == "fail-first":
+        k = draw(st.integers(1, max(1, max_retries)), label="k")
+        behaviour["k"] = k
+        low = k if crash_safe else 0
+        retries: int | None = draw(st.integers(low, max(low, max_retries)), label="retries")
+    else:
+        retries = draw(st.none() | st.integers(0, max_retries), label="retries")
+    if kind == "sleep":
+        behaviour["sec"] = draw(st.sampled_from(_SLEEPS), label="sec")
+    timeout: float | None = None
+    if timeouts:
+        choices = ["none", "generous"]
+        if kind == "sleep" and not crash_safe:
+            choices.append("tight")
+        choice = draw(st.sampled_from(choices), label="timeout")
+        if choice == "generous":
+            timeout = GENEROUS_TIMEOUT_SEC
+        elif choice == "tight":
+            timeout = TIGHT_TIMEOUT_SEC
+            behaviour["sec"] = TIGHT_SLEEP_SEC
+    backoff = draw(st.sampled_from(_BACKOFFS), label="retry_backoff_sec")
+    env = draw(
+        st.none()
+        | st.dictionaries(
+            st.sampled_from(["WFP_A", "WFP_B", "LC_WFP"]),
+            st.text(string.ascii_letters + string.digits + " ._-", max_size=6),
+            max_size=2,
+        ),
+        label="env",
     )
+    return _StepGene(step_id, tuple(deps), behaviour, retries, backoff, timeout, env)
 
 
 @st.composite
@@ -272,69 +387,40 @@ def workflow_plans(
     ``fail-first K`` only with ``retries >= K`` (an interrupted execution of a task-kit
     ``fail-first`` step still counts as one of its K failures, while the engine does not count
     it against the retries, so ``K > retries`` could turn FAILED into SUCCEEDED).
+    A step with retries always gets a tiny backoff (its own or a workflow default), never the
+    engine's default of one second.
     """
     kinds = [kind for kind in behaviours if kind in BEHAVIOURS]
     if crash_safe and max_retries < 1:
         kinds = [kind for kind in kinds if kind != "fail-first"]
     if not kinds:
         raise ValueError(f"no usable behaviour among {behaviours!r}")
-    count = draw(st.integers(min_steps, max_steps), label="number of steps")
-    step_ids = _unique(draw(st.lists(ids(), min_size=count, max_size=count), label="ids"))
     workflow_id = draw(ids(), label="workflow_id")
     default_backoff = draw(st.none() | st.sampled_from(_BACKOFFS), label="default backoff")
-    steps: list[StepPlan] = []
-    for index, step_id in enumerate(step_ids):
-        deps: list[int] = []
-        if index:
-            deps = draw(st.lists(st.integers(0, index - 1), unique=True, max_size=min(index, 3)))
-        kind = draw(st.sampled_from(kinds))
-        behaviour: dict[str, Any] = {"kind": kind}
-        if kind == "fail-first":
-            k = draw(st.integers(1, max(1, max_retries)))
-            behaviour["k"] = k
-            low = k if crash_safe else 0
-            retries: int | None = draw(st.integers(low, max(low, max_retries)))
-        else:
-            retries = draw(st.none() | st.integers(0, max_retries))
-        timeout: float | None = None
-        if kind == "sleep":
-            behaviour["sec"] = draw(st.sampled_from(_SLEEPS))
-        if timeouts:
-            choices: list[str] = ["none", "generous"]
-            if kind == "sleep" and not crash_safe:
-                choices.append("tight")
-            choice = draw(st.sampled_from(choices))
-            if choice == "generous":
-                timeout = GENEROUS_TIMEOUT_SEC
-            elif choice == "tight":
-                timeout = TIGHT_TIMEOUT_SEC
-                behaviour["sec"] = TIGHT_SLEEP_SEC
-        backoff: float | None = None
-        if retries and default_backoff is None:
-            backoff = draw(st.sampled_from(_BACKOFFS))  # never the default of 1 s
-        env = draw(
-            st.none()
-            | st.dictionaries(
-                st.sampled_from(["WFP_A", "WFP_B", "LC_WFP"]),
-                st.text(string.ascii_letters + string.digits + " ._-", max_size=6),
-                max_size=2,
-            ),
-            label="env",
+    genes = draw(
+        st.lists(
+            _step_genes(kinds, max_steps, max_retries, timeouts, crash_safe),
+            min_size=min_steps,
+            max_size=max_steps,
+        ),
+        label="steps",
+    )
+    step_ids = _unique([gene.id for gene in genes])
+    steps = tuple(
+        StepPlan(
+            id=step_ids[index],
+            behaviour=gene.behaviour,
+            depends_on=tuple(step_ids[i] for i in _earlier(index, gene.deps)),
+            retries=gene.retries,
+            retry_backoff_sec=gene.backoff if gene.retries and default_backoff is None else None,
+            timeout_sec=gene.timeout,
+            env=gene.env,
         )
-        steps.append(
-            StepPlan(
-                id=step_id,
-                behaviour=behaviour,
-                depends_on=tuple(step_ids[d] for d in sorted(deps)),
-                retries=retries,
-                retry_backoff_sec=backoff,
-                timeout_sec=timeout,
-                env=env,
-            )
-        )
+        for index, gene in enumerate(genes)
+    )
     max_parallel = draw(st.none() | st.integers(1, 3), label="max_parallel")
     defaults = {} if default_backoff is None else {"retry_backoff_sec": default_backoff}
-    return WorkflowPlan(workflow_id, tuple(steps), max_parallel, defaults)
+    return WorkflowPlan(workflow_id, steps, max_parallel, defaults)
 
 
 def workflows(
