@@ -30,8 +30,6 @@ from wf_engine import clock
 from wf_engine.fold import RunState
 from wf_engine.states import RunStatus, StepState
 
-STDERR_TAIL_BYTES = 2048
-
 
 @dataclass(frozen=True, slots=True)
 class Transition:

@@ -14,13 +14,13 @@ from dataclasses import dataclass
 from wf_engine import clock, processes, procinfo
 from wf_engine.decide import Event, interrupted_event
 from wf_engine.errors import UsageError
-from wf_engine.eventlog import EventLog, LogScan, Record, cut_torn_tail
-from wf_engine.fold import RunOptions, RunState, apply, initial_state
+from wf_engine.eventlog import EventLog, LogScan, cut_torn_tail
+from wf_engine.fold import RunOptions, RunState, StepStatus, apply, initial_state
+from wf_engine.inspect import fold_scan
 from wf_engine.model import Workflow
 from wf_engine.ownership import RunLock
 from wf_engine.plugins import Plugins
 from wf_engine.runner import Runner, attach_log_hooks, runner_started_event
-from wf_engine.states import StepState
 from wf_engine.store import RunPaths, RunStore, new_run_id
 
 #: Receives human-readable notes about what taking ownership did (a cut tail, killed leftovers).
@@ -106,8 +106,6 @@ def resume_run(store: RunStore, run_id: str, plugins: Plugins, notify: Notify) -
 
 
 def _load(paths: RunPaths) -> tuple[RunState, LogScan]:
-    from wf_engine.inspect import fold_scan
-
     scan = LogScan(paths.events)
     return fold_scan(scan), scan
 
@@ -138,8 +136,9 @@ def kill_leftovers(paths: RunPaths, state: RunState, index: int, notify: Notify)
     processes.drain_group(pid, lock_path, grace)
 
 
-def _recorded_process(status: object, lock_path: str) -> tuple[int | None, str | None]:
-    process = getattr(status, "process", None)
+def _recorded_process(status: StepStatus, lock_path: str) -> tuple[int | None, str | None]:
+    """The attempt's group leader: from its ``spawned`` record, else from its lock file."""
+    process = status.process
     if process is not None:
         return process.pgid, process.start_id
     try:
@@ -148,10 +147,3 @@ def _recorded_process(status: object, lock_path: str) -> tuple[int | None, str |
         return int(pid_text), (start_id if start_id and start_id != "-" else None)
     except (OSError, ValueError):
         return None, None
-
-
-def running_steps(state: RunState) -> list[str]:
-    return [state.step_id(i) for i, s in enumerate(state.steps) if s.state is StepState.RUNNING]
-
-
-__all__ = ["Record", "RunRequest", "create_run", "resume_run"]

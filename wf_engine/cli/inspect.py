@@ -10,7 +10,7 @@ from typing import Any
 
 import click
 
-from wf_engine.cli.context import EXIT_CODES, CliContext, note
+from wf_engine.cli.context import CliContext, note
 from wf_engine.cli.render import status_table, timeline_line
 from wf_engine.errors import UsageError, WfError
 from wf_engine.eventlog import Record
@@ -146,6 +146,3 @@ def logs_command(obj: CliContext, run_id: str, step: str, attempt: int | None) -
             stream.flush()
     if not found:
         note(f"no captured output kept for step {step!r} attempt {chosen}")
-
-
-__all__ = ["EXIT_CODES", "list_command", "logs_command", "replay_command", "status_command"]

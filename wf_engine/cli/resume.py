@@ -9,6 +9,7 @@ from wf_engine.engine import resume_run
 from wf_engine.errors import EXIT_CANCELLED, EXIT_OK, EXIT_RUN_FAILED, WfError
 from wf_engine.inspect import read_run
 from wf_engine.ownership import is_owned
+from wf_engine.plugins import Plugins
 
 _SEVERITY = [EXIT_OK, EXIT_CANCELLED, EXIT_RUN_FAILED]
 
@@ -41,10 +42,7 @@ def resume_command(
     raise SystemExit(worst)
 
 
-def _resume_one(obj: CliContext, run_id: str, plugins: object) -> int:
-    from wf_engine.plugins import Plugins
-
-    assert isinstance(plugins, Plugins)
+def _resume_one(obj: CliContext, run_id: str, plugins: Plugins) -> int:
     runner = resume_run(obj.store, run_id, plugins, note)
     if runner is None:
         note(f"run {run_id} already finished")
