@@ -13,7 +13,13 @@ from pathlib import Path
 import pytest
 
 from fault_injection.crash import crash_env
-from fault_injection.logfaults import append_garbage, append_zeros, batch_boundaries, tear
+from fault_injection.logfaults import (
+    append_garbage,
+    append_zeros,
+    batch_boundaries,
+    lose_unsynced,
+    tear,
+)
 from pytest_wf import TaskKit, WfHarness, dag, process_alive, step, wait_until
 from pytest_wf.equivalence import ResumeOutcome
 from wf_engine.engine import resume_run
@@ -249,3 +255,21 @@ def test_scan_of_a_resumed_log_has_one_runner_per_ownership(
     assert wf.resume(run_id).returncode == 0
     records = list(LogScan(RunStore(wf.home).paths(run_id).events))
     assert [r["type"] for r in records].count("runner_started") == 2
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_lost_unsynced_writes_are_a_torn_tail(wf: WfHarness, seed: int) -> None:
+    """Power cut before the fsync: any subset of the unsynced batch's pages may be lost."""
+    workflow = dag("unsynced", [step("a", ["true"]), step("b", ["true"], ["a"])], max_parallel=1)
+    run_id = wf.new_run_id("unsynced")
+    crashed = wf.run(workflow, run_id=run_id, env=crash_env(6, "before_sync"))
+    assert crashed.returncode == -signal.SIGKILL
+    events = RunStore(wf.home).paths(run_id).events
+    boundaries = batch_boundaries(events)
+    lose_unsynced(events, synced_size=boundaries[-2], seed=seed)
+    resumed = wf.resume(run_id)
+    assert resumed.returncode == 0, resumed.stderr
+    records, torn = read_log(events)
+    assert torn is None
+    assert [r["seq"] for r in records] == list(range(1, len(records) + 1))
+    _check_converged(records)
