@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from pytest_wf import process_alive
+
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
@@ -57,34 +59,6 @@ def wait_until(condition: Callable[[], bool], what: str, timeout: float = TIMEOU
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(0.01)
-
-
-def is_alive(pid: int) -> bool:
-    """True if *pid* exists and is not a zombie (a reaped-later orphan is dead to us)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    if os.path.isdir("/proc/self"):
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except FileNotFoundError:
-            return False
-        state = stat.rpartition(")")[2].split()[0]
-    else:  # macOS: no /proc
-        out = subprocess.run(
-            ["ps", "-o", "stat=", "-p", str(pid)],
-            capture_output=True,
-            text=True,
-            timeout=TIMEOUT,
-            check=False,
-        ).stdout.strip()
-        if not out:
-            return False
-        state = out[0]
-    return not state.startswith("Z")
 
 
 def read_line(fd: int, timeout: float = TIMEOUT) -> bytes:
@@ -424,7 +398,7 @@ def start_with_grandchild(
 def test_hang_with_grandchild_same_group_killpg_kills_both(tmp_path: Path, procs: Procs) -> None:
     proc, grandchild, record = start_with_grandchild(procs, tmp_path)
     assert grandchild != proc.pid
-    assert is_alive(grandchild)
+    assert process_alive(grandchild)
     assert os.getpgid(grandchild) == os.getpgid(proc.pid) == proc.pid
     assert proc.poll() is None
 
@@ -439,7 +413,7 @@ def test_hang_with_grandchild_same_group_killpg_kills_both(tmp_path: Path, procs
 
     os.killpg(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=TIMEOUT) == -signal.SIGKILL
-    wait_until(lambda: not is_alive(grandchild), "the grandchild to die")
+    wait_until(lambda: not process_alive(grandchild), "the grandchild to die")
     assert events(record) == ["start", "grandchild"]
 
 
@@ -465,13 +439,13 @@ def test_grandchild_keeps_inherited_fds_but_not_output(tmp_path: Path, procs: Pr
         out_fd, err_fd = proc.stdout.fileno(), proc.stderr.fileno()
         wait_until(lambda: at_eof(out_fd), "EOF on the task's stdout")
         wait_until(lambda: at_eof(err_fd), "EOF on the task's stderr")
-        assert is_alive(grandchild)
+        assert process_alive(grandchild)
         assert not at_eof(lock_r)
 
         # The group outlives its leader: killpg reaches the orphaned grandchild.
         os.killpg(proc.pid, signal.SIGKILL)
         wait_until(lambda: at_eof(lock_r), "EOF on the lock pipe")
-        wait_until(lambda: not is_alive(grandchild), "the grandchild to die")
+        wait_until(lambda: not process_alive(grandchild), "the grandchild to die")
     finally:
         os.close(lock_r)
         if lock_w != -1:

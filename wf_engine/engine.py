@@ -15,8 +15,14 @@ from wf_engine import clock, processes, procinfo
 from wf_engine.decide import Event, interrupted_event
 from wf_engine.errors import UsageError
 from wf_engine.eventlog import EventLog, LogScan, cut_torn_tail
-from wf_engine.fold import RunOptions, RunState, StepStatus, apply, initial_state
-from wf_engine.inspect import fold_scan
+from wf_engine.fold import (
+    RunOptions,
+    RunState,
+    StepStatus,
+    apply,
+    fold_records,
+    initial_state,
+)
 from wf_engine.model import Workflow
 from wf_engine.ownership import RunLock
 from wf_engine.plugins import Plugins
@@ -107,7 +113,7 @@ def resume_run(store: RunStore, run_id: str, plugins: Plugins, notify: Notify) -
 
 def _load(paths: RunPaths) -> tuple[RunState, LogScan]:
     scan = LogScan(paths.events)
-    return fold_scan(scan), scan
+    return fold_records(scan, source=paths.events), scan
 
 
 def kill_leftovers(paths: RunPaths, state: RunState, index: int, notify: Notify) -> None:

@@ -14,7 +14,7 @@ whose step has moved on since is skipped.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -330,13 +330,26 @@ _HANDLERS: dict[str, Callable[[RunState, Record], None]] = {
 }
 
 
-def fold_records(records: Any) -> RunState:
-    """Build the state from an iterable of records that starts with ``run_created``."""
+def fold_records(
+    records: Iterable[Record],
+    observe: Callable[[Record], None] | None = None,
+    source: str = "the log",
+) -> RunState:
+    """Build the state from records that start with ``run_created``, streaming.
+
+    ``observe`` sees each record once it is folded (status collects timings this way).
+    """
     iterator = iter(records)
     first = next(iterator, None)
     if first is None:
-        raise IllegalTransition(None, "the log is empty")
+        raise IllegalTransition(
+            None, f"{source} is empty: no committed events (the run crashed while being created)"
+        )
     state = initial_state(first)
+    if observe is not None:
+        observe(first)
     for record in iterator:
         apply(state, record)
+        if observe is not None:
+            observe(record)
     return state

@@ -7,35 +7,15 @@ writes, so reading a live run is safe; a torn tail is reported, never cut.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wf_engine.errors import StoreError
 from wf_engine.eventlog import LogScan, Record, TornTail
-from wf_engine.fold import RunState, apply, initial_state
+from wf_engine.fold import RunState, fold_records
 from wf_engine.ownership import is_owned
 from wf_engine.states import StepState
 from wf_engine.store import RunPaths
-
-RecordObserver = Callable[[Record], None]
-
-
-def fold_scan(scan: Iterable[Record], observe: RecordObserver | None = None) -> RunState:
-    """Fold a stream of committed records into a state (the log must start with run_created)."""
-    iterator = iter(scan)
-    first = next(iterator, None)
-    if first is None:
-        path = getattr(scan, "path", "the log")
-        raise StoreError(f"{path}: no committed events (the run crashed while being created)")
-    state = initial_state(first)
-    if observe is not None:
-        observe(first)
-    for record in iterator:
-        apply(state, record)
-        if observe is not None:
-            observe(record)
-    return state
 
 
 @dataclass(slots=True)
@@ -95,7 +75,7 @@ def read_run(
     records: Iterable[Record] = scan
     if until is not None:
         records = _until(scan, until)
-    state = fold_scan(records, observe)
+    state = fold_records(records, observe, source=paths.events)
     torn = scan.torn if until is None else None
     return RunView(state, timings, torn, is_owned(paths.runner_lock))
 
