@@ -7,9 +7,14 @@ Ordering and threading guarantees, for every hook below unless it says otherwise
   after the record is durable (written and fsynced), in ``seq`` order. A hook never sees a
   transition that a crash could still take back.
 * ``event`` is the record exactly as written to ``events.jsonl`` (a dict; do not mutate it).
-* A hook implementation that raises is reported on stderr and skipped for that call; it cannot
-  stop the run, change a step's outcome or touch the log. Each implementation is called on its
-  own, so one failing plugin never hides an event from another.
+* A hook implementation that raises (anything, ``SystemExit`` and ``KeyboardInterrupt``
+  included) is reported on stderr and skipped for that call; it cannot stop the run, change a
+  step's outcome or the exit code, or touch the log. Each implementation is called on its own,
+  so one failing plugin never hides an event from another. A plugin that keeps failing in a hook
+  is reported once; the repeats are counted in one line at the end of the command. The only
+  exception that propagates is an ``OSError`` from the two log hooks (a failing disk).
+* Values handed back to the engine (``wf_step_command``'s argv, ``wf_step_env``'s variables)
+  must be usable by ``execve``; a bad one fails that attempt (``spawn_error``), not the run.
 * Hooks run inline: a slow hook slows the run. Do network I/O with a timeout, or hand it to a
   thread of your own.
 
@@ -60,7 +65,9 @@ def wf_run_finished(run_id: str, event: dict[str, Any], state: str) -> None:
 def wf_step_env(run_id: str, step: str, attempt: int, env: dict[str, str]) -> None:
     """Adjust the environment of an attempt before it starts, by changing ``env`` in place.
 
-    Called for every attempt after the durable RUNNING record, right before the spawn.
+    Called for every attempt after the durable RUNNING record, right before the spawn. Names and
+    values set must be ``str`` without NUL (names non-empty, without ``=``), else the attempt
+    fails with reason ``spawn_error``.
     """
 
 
@@ -68,7 +75,8 @@ def wf_step_env(run_id: str, step: str, attempt: int, env: dict[str, str]) -> No
 def wf_step_command(run_id: str, step: str, attempt: int, argv: list[str]) -> list[str] | None:
     """Return a replacement ``argv`` for an attempt (e.g. to wrap it), or None to leave it.
 
-    ``firstresult``: the first plugin that returns a list decides.
+    ``firstresult``: the first plugin that returns something other than None decides. It must be a
+    non-empty list of ``str`` without NUL, else the attempt fails with reason ``spawn_error``.
     """
 
 
@@ -81,7 +89,8 @@ def wf_add_cli_commands(cli: click.Group) -> None:
 def wf_log_before_write(run_id: str, events: list[dict[str, Any]]) -> None:
     """A commit batch is about to be written. NOT durable yet: for fault injection and tracing.
 
-    Unlike the other hooks, an exception raised here propagates (as a failed write would).
+    Unlike in the other hooks, an ``OSError`` raised here propagates (as a failed write would);
+    any other exception is reported and ignored.
     """
 
 
@@ -89,5 +98,6 @@ def wf_log_before_write(run_id: str, events: list[dict[str, Any]]) -> None:
 def wf_log_before_sync(run_id: str, events: list[dict[str, Any]]) -> None:
     """A commit batch was written but not yet fsynced. NOT durable yet: for fault injection.
 
-    Unlike the other hooks, an exception raised here propagates (as a failed fsync would).
+    Unlike in the other hooks, an ``OSError`` raised here propagates (as a failed fsync would);
+    any other exception is reported and ignored.
     """

@@ -2,6 +2,10 @@
 
 Not a TTY: one plain line per step transition (stable, greppable, good for CI logs).
 A TTY: the same lines, coloured, without the PENDING -> READY noise.
+
+Progress is a courtesy: when its stream fails (``wf run | head -2`` broke the pipe, stdout was
+closed) the reporter goes quiet for the rest of the run instead of raising into the plugin guard
+at every transition. The run, and the exit code reporting its state, go on as if nobody left.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ class ProgressReporter:
     """Prints transitions as they become durable."""
 
     def __init__(self, stream: TextIO, tty: bool) -> None:
-        self.stream = stream
+        #: None once a write failed: nobody reads it any more.
+        self.stream: TextIO | None = stream
         self.tty = tty
 
     @hookimpl
@@ -61,5 +66,10 @@ class ProgressReporter:
         self._line(click.style(text, fg=_COLOURS.get(state), bold=True) if self.tty else text)
 
     def _line(self, text: str) -> None:
-        self.stream.write(text + "\n")
-        self.stream.flush()
+        if self.stream is None:
+            return
+        try:
+            self.stream.write(text + "\n")
+            self.stream.flush()
+        except (OSError, ValueError):  # a broken pipe, a closed or full stream: stop reporting
+            self.stream = None
