@@ -28,6 +28,7 @@ from wf_engine.decide import (
     next_retry_at,
 )
 from wf_engine.fold import RunState, apply, initial_state
+from wf_engine.model import MAX_RETRIES, MAX_SECONDS
 from wf_engine.states import RunStatus, StepState
 from wf_engine.verify import Verifier, VerifyError, check_record
 
@@ -334,6 +335,33 @@ def test_next_retry_at_is_the_earliest_waiting_retry() -> None:
     sim.finish("mid")
     assert sim.run() is RunStatus.SUCCEEDED
     assert [sim.state.steps[i].attempt for i in range(3)] == [2, 2, 2]
+
+
+@pytest.mark.parametrize("base", [MAX_SECONDS, 5e-324], ids=["longest", "tiniest"])
+def test_every_retry_at_the_bounds_is_recorded_until_the_final_failure(base: float) -> None:
+    """Ten thousand retries, each due at most thirty days after its failure: every delay and due
+    time is computed and recorded (and checked by ``replay --verify``) without overflowing."""
+    sim = Sim(
+        step("a", retries=MAX_RETRIES, retry_backoff_sec=base, retry_backoff_max_sec=MAX_SECONDS),
+        paranoid=False,
+    )
+    assert sim.run({"a": [1] * (MAX_RETRIES + 1)}) is RunStatus.FAILED
+    failures = [r for r in sim.of_type() if r["to"] == "FAILED"]
+    assert len(failures) == MAX_RETRIES + 1 and failures[-1]["final"] is True
+    delays = [r["retry_delay_sec"] for r in failures[:-1]]
+    assert delays == sorted(delays) and delays[-1] == MAX_SECONDS
+    for record in failures[:-1]:
+        due = clock.from_iso(record["ts"]) + clock.seconds_to_us(record["retry_delay_sec"])
+        assert clock.from_iso(record["retry_at"]) == due
+
+
+def test_a_tiny_backoff_is_due_at_once() -> None:
+    sim = Sim(step("a", retries=1, retry_backoff_sec=1e-300, retry_backoff_max_sec=1e-300))
+    sim.settle()
+    record = sim.finish("a", 1)
+    assert record["retry_delay_sec"] == 1e-300
+    assert clock.from_iso(record["retry_at"]) == sim.now == next_retry_at(sim.state)
+    assert sim.settle() == [sim.t("a", R), sim.t("a", X)]
 
 
 @pytest.mark.parametrize(

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from wf_engine.errors import EXIT_USAGE, UsageError
-from wf_engine.model import Step, Workflow
+from wf_engine.model import MAX_PARALLEL, MAX_RETRIES, MAX_SECONDS, Step, Workflow
 from wf_engine.validate import (
     Problem,
     WorkflowInvalid,
@@ -42,6 +42,9 @@ def text_problems(text: str) -> list[str]:
     with pytest.raises(WorkflowInvalid) as info:
         parse_workflow(text)
     return [str(problem) for problem in info.value.problems]
+
+
+DURATION_FIELDS = ("timeout_sec", "retry_backoff_sec", "retry_backoff_max_sec", "kill_grace_sec")
 
 
 def one_step(**fields: Any) -> Step:
@@ -121,6 +124,12 @@ def test_minimal_workflow_gets_model_defaults() -> None:
         ("retry_backoff_sec", 0.25, 0.25),
         ("retry_backoff_max_sec", 120, 120.0),
         ("kill_grace_sec", 0.1, 0.1),
+        *[
+            (field, value, float(value))
+            for field in DURATION_FIELDS
+            for value in (MAX_SECONDS, float(MAX_SECONDS), 1e-300, 5e-324)
+        ],
+        ("retries", MAX_RETRIES, MAX_RETRIES),
     ],
 )
 def test_valid_step_field(field: str, value: object, stored: object) -> None:
@@ -141,6 +150,10 @@ def test_depends_on_and_max_parallel() -> None:
 def test_forward_reference_is_fine() -> None:
     workflow = workflow_from_data(doc(step(id="late", depends_on=["early"]), step(id="early")))
     assert workflow.step("late").depends_on == ("early",)
+
+
+def test_max_parallel_at_its_bound() -> None:
+    assert workflow_from_data(doc(max_parallel=MAX_PARALLEL)).max_parallel == MAX_PARALLEL
 
 
 # --- invalid step fields -----------------------------------------------------------------------
@@ -186,7 +199,9 @@ BAD_STEP_FIELDS = [
     (
         "timeout_sec",
         10**400,
-        "steps[0].timeout_sec: expected a number > 0 or null, got 1" + "0" * 36 + "...",
+        f"steps[0].timeout_sec: expected a number > 0 and <= {MAX_SECONDS} or null, got 1"
+        + "0" * 36
+        + "...",
     ),
     ("env", ["A=1"], 'steps[0].env: expected an object of strings, got ["A=1"]'),
     ("env", None, "steps[0].env: expected an object of strings, got null"),
@@ -204,6 +219,31 @@ BAD_STEP_FIELDS = [
         (field, value, f"steps[0].{field}: expected a number > 0, got {shown}")
         for field in ["retry_backoff_sec", "retry_backoff_max_sec", "kill_grace_sec"]
         for value, shown in [(0, "0"), (-1, "-1"), (False, "false"), (None, "null"), ("1", '"1"')]
+    ],
+    *[
+        (
+            field,
+            value,
+            f"steps[0].{field}: expected a number > 0 and <= {MAX_SECONDS}{alt}, got {shown}",
+        )
+        for field, alt in [
+            (name, " or null" if name == "timeout_sec" else "") for name in DURATION_FIELDS
+        ]
+        for value, shown in [
+            (1e10, "10000000000.0"),
+            (MAX_SECONDS + 1, str(MAX_SECONDS + 1)),
+            (MAX_SECONDS + 1e-9, "2592000.000000001"),
+            (10**30, str(10**30)),
+            (1.7976931348623157e308, "1.7976931348623157e+308"),
+        ]
+    ],
+    *[
+        (
+            "retries",
+            value,
+            f"steps[0].retries: expected an integer >= 0 and <= {MAX_RETRIES}, got {value}",
+        )
+        for value in (MAX_RETRIES + 1, 2**63, 10**30)
     ],
     ("comand", "x", "steps[0].comand: unknown field 'comand' (did you mean 'command'?)"),
     ("frobnicate", 1, "steps[0].frobnicate: unknown field 'frobnicate'"),
@@ -268,6 +308,14 @@ def test_odd_key_names_cannot_break_lines() -> None:
         (doc(max_parallel="2"), 'max_parallel: expected an integer >= 1, got "2"'),
         (doc(max_parallel=None), "max_parallel: expected an integer >= 1, got null"),
         (doc(defaults=[]), "defaults: expected an object, got []"),
+        (
+            doc(max_parallel=MAX_PARALLEL + 1),
+            f"max_parallel: expected an integer >= 1 and <= {MAX_PARALLEL}, got {MAX_PARALLEL + 1}",
+        ),
+        (
+            doc(max_parallel=10**30),
+            f"max_parallel: expected an integer >= 1 and <= {MAX_PARALLEL}, got {10**30}",
+        ),
     ],
 )
 def test_invalid_top_level(data: object, expected: str) -> None:
@@ -342,6 +390,20 @@ def test_default_depends_on_applies_to_steps_without_their_own() -> None:
             "defaults.command: expected a non-empty string or a non-empty list of strings, got []",
         ),
         ({"kill_grace_sec": -1}, "defaults.kill_grace_sec: expected a number > 0, got -1"),
+        (
+            {"kill_grace_sec": 1e10},
+            f"defaults.kill_grace_sec: expected a number > 0 and <= {MAX_SECONDS}, "
+            "got 10000000000.0",
+        ),
+        (
+            {"timeout_sec": 1e10},
+            f"defaults.timeout_sec: expected a number > 0 and <= {MAX_SECONDS} or null, "
+            "got 10000000000.0",
+        ),
+        (
+            {"retries": MAX_RETRIES + 1},
+            f"defaults.retries: expected an integer >= 0 and <= {MAX_RETRIES}, got 10001",
+        ),
         ({"retry": 1}, "defaults.retry: unknown field 'retry' (did you mean 'retries'?)"),
         ({"depends_on": ["nope"]}, "defaults.depends_on[0]: unknown step 'nope'"),
         (
@@ -520,6 +582,27 @@ def test_every_problem_is_reported_in_document_order() -> None:
         "steps[0].depends_on[1]: unknown step 'ghost'",
         "steps[2].id: duplicate step id 'a' (first at steps[0])",
         "steps[0].depends_on[0]: cycle: a -> b -> a",
+    ]
+
+
+def test_values_beyond_the_bounds_are_reported_with_every_other_problem() -> None:
+    text = json.dumps(
+        doc(
+            step(id="a", retries=MAX_RETRIES + 1, timeout_sec=1e10),
+            step(id="b", kill_grace_sec=0, depends_on=["ghost"]),
+            defaults={"retry_backoff_sec": 1e10},
+            max_parallel=MAX_PARALLEL + 1,
+        )
+    )
+    assert text_problems(text) == [
+        f"max_parallel: expected an integer >= 1 and <= {MAX_PARALLEL}, got 10001",
+        f"defaults.retry_backoff_sec: expected a number > 0 and <= {MAX_SECONDS}, "
+        "got 10000000000.0",
+        f"steps[0].retries: expected an integer >= 0 and <= {MAX_RETRIES}, got 10001",
+        f"steps[0].timeout_sec: expected a number > 0 and <= {MAX_SECONDS} or null, "
+        "got 10000000000.0",
+        "steps[1].kill_grace_sec: expected a number > 0, got 0",
+        "steps[1].depends_on[0]: unknown step 'ghost'",
     ]
 
 

@@ -7,9 +7,10 @@ ids are well formed and unique, dependencies exist, the graph is acyclic, number
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 #: Ids of workflows, steps and runs: 1-128 chars of ``[A-Za-z0-9_.-]``, not starting with ``.``
 #: or ``-``, so an id can never name a parent folder or look like a CLI option.
@@ -18,6 +19,22 @@ ID_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
 DEFAULT_RETRY_BACKOFF_SEC = 1.0
 DEFAULT_RETRY_BACKOFF_MAX_SEC = 60.0
 DEFAULT_KILL_GRACE_SEC = 5.0
+
+#: Upper bound of every duration a workflow sets (``timeout_sec``, ``retry_backoff_sec``,
+#: ``retry_backoff_max_sec``, ``kill_grace_sec``; ``wf cancel --grace`` too): 30 days. A step
+#: that needs longer to time out, retry or stop is not a step of a local workflow any more. The
+#: bound keeps every wait the engine derives from one of these durations (a queue or lock
+#: timeout, a monotonic deadline, a retry's wall-clock due time) far inside what the platform can
+#: represent: ``threading.TIMEOUT_MAX`` is about 49.7 days on Windows, 292 years on Linux, and
+#: ``datetime`` ends in the year 9999.
+MAX_SECONDS: Final = 30 * 24 * 60 * 60
+#: Upper bound of ``retries``. Every attempt leaves a log record and three files in the run
+#: folder, so the bound caps what one step may write; ten thousand attempts at the longest
+#: backoff already span centuries.
+MAX_RETRIES: Final = 10_000
+#: Upper bound of ``max_parallel``: each running step is a process group, a watcher thread and a
+#: lock file, and no single machine runs more than this many at once to any benefit.
+MAX_PARALLEL: Final = 10_000
 
 
 def is_valid_id(value: str) -> bool:
@@ -45,8 +62,19 @@ class Step:
     kill_grace_sec: float = DEFAULT_KILL_GRACE_SEC
 
     def backoff_sec(self, failures: int) -> float:
-        """Delay before the attempt that follows the ``failures``-th failed attempt."""
-        return float(min(self.retry_backoff_sec * 2 ** (failures - 1), self.retry_backoff_max_sec))
+        """Delay before the attempt that follows the ``failures``-th failed attempt:
+        ``min(retry_backoff_sec * 2 ** (failures - 1), retry_backoff_max_sec)``.
+
+        Total for every ``failures``: ``2 ** (failures - 1)`` is never built (as a float it
+        overflows past 1023 doublings). When the doubled base's binary exponent is above the cap's,
+        the product surely exceeds the cap; otherwise it is below twice the cap, so ``ldexp``
+        (exactly ``base * 2 ** n``) stays finite.
+        """
+        base, cap = float(self.retry_backoff_sec), float(self.retry_backoff_max_sec)
+        doublings = failures - 1
+        if math.frexp(base)[1] + doublings > math.frexp(cap)[1]:
+            return cap
+        return min(math.ldexp(base, doublings), cap)
 
     def to_json(self) -> dict[str, Any]:
         """Every field spelled out: a log carries the definition with no defaults left implicit."""

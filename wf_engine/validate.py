@@ -27,7 +27,14 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from wf_engine.errors import UsageError
-from wf_engine.model import Step, Workflow, is_valid_id
+from wf_engine.model import (
+    MAX_PARALLEL,
+    MAX_RETRIES,
+    MAX_SECONDS,
+    Step,
+    Workflow,
+    is_valid_id,
+)
 
 ID_RULE: Final = "1-128 characters of A-Z, a-z, 0-9, '_', '.', '-', not starting with '.' or '-'"
 
@@ -243,28 +250,49 @@ def _check_depends_on(value: object, path: str, problems: list[Problem]) -> obje
 
 
 def _check_retries(value: object, path: str, problems: list[Problem]) -> object:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
-        return value
-    problems.append(Problem(path, f"expected an integer >= 0, got {_show(value)}"))
-    return _INVALID
+    return _check_count(value, path, problems, low=0, high=MAX_RETRIES)
 
 
 def _check_seconds(value: object, path: str, problems: list[Problem]) -> object:
-    seconds = _positive_number(value)
-    if seconds is None:
-        problems.append(Problem(path, f"expected a number > 0, got {_show(value)}"))
-        return _INVALID
-    return seconds
+    return _check_duration(value, path, problems, alternative="")
 
 
 def _check_timeout(value: object, path: str, problems: list[Problem]) -> object:
     if value is None:
         return None
+    return _check_duration(value, path, problems, alternative=" or null")
+
+
+def _check_count(value: object, path: str, problems: list[Problem], low: int, high: int) -> object:
+    """An integer in ``low..high``. Only a too-large value's message names the upper limit: any
+    other mistake is about the kind of value, and its message stays short."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < low:
+        problems.append(Problem(path, f"expected an integer >= {low}, got {_show(value)}"))
+        return _INVALID
+    if value > high:
+        problems.append(
+            Problem(path, f"expected an integer >= {low} and <= {high}, got {_show(value)}")
+        )
+        return _INVALID
+    return value
+
+
+def _check_duration(value: object, path: str, problems: list[Problem], alternative: str) -> object:
+    """Seconds in ``(0, MAX_SECONDS]`` as a float; ``alternative`` names what else is accepted.
+
+    Tiny values stay valid: they round to 0 µs, an immediate timeout, retry or kill. Longer
+    ones are refused here, so that no timer or date the engine derives from them can overflow
+    (see ``model.MAX_SECONDS``).
+    """
     seconds = _positive_number(value)
     if seconds is None:
-        problems.append(Problem(path, f"expected a number > 0 or null, got {_show(value)}"))
+        problems.append(Problem(path, f"expected a number > 0{alternative}, got {_show(value)}"))
         return _INVALID
-    return seconds
+    if seconds > MAX_SECONDS:  # an exact comparison, even for an int too large for a float
+        expected = f"a number > 0 and <= {MAX_SECONDS}{alternative}"
+        problems.append(Problem(path, f"expected {expected}, got {_show(value)}"))
+        return _INVALID
+    return float(seconds)
 
 
 def _check_env(value: object, path: str, problems: list[Problem]) -> object:
@@ -294,21 +322,17 @@ def _check_cwd(value: object, path: str, problems: list[Problem]) -> object:
 
 
 def _check_max_parallel(value: object, path: str, problems: list[Problem]) -> object:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    problems.append(Problem(path, f"expected an integer >= 1, got {_show(value)}"))
-    return _INVALID
+    return _check_count(value, path, problems, low=1, high=MAX_PARALLEL)
 
 
-def _positive_number(value: object) -> float | None:
-    """``value`` as a finite float > 0, or None. ``bool`` is not a number here."""
+def _positive_number(value: object) -> int | float | None:
+    """``value`` when it is an int or a finite float, and > 0; else None. ``bool`` is not a
+    number here. An int is returned as is: converting a huge one to float would raise."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    try:
-        number = float(value)
-    except OverflowError:
+    if isinstance(value, float) and not math.isfinite(value):
         return None
-    return number if math.isfinite(number) and number > 0 else None
+    return value if value > 0 else None
 
 
 def _is_env_name(name: object) -> bool:
