@@ -16,6 +16,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import threading
 import zlib
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -24,7 +25,7 @@ from typing import Any
 import pytest
 
 from wf_engine import durable
-from wf_engine.errors import EXIT_CORRUPT, CorruptLog
+from wf_engine.errors import EXIT_CORRUPT, CorruptLog, StoreError
 from wf_engine.eventlog import (
     EventLog,
     LogScan,
@@ -34,6 +35,7 @@ from wf_engine.eventlog import (
     encode_record,
     read_log,
 )
+from wf_engine.storefiles import open_regular, open_regular_fd
 
 TS = "2026-01-02T03:04:05.000006Z"
 Event = tuple[str, dict[str, Any]]
@@ -1101,3 +1103,91 @@ def test_a_cut_at_another_offset_gets_its_own_backup(tmp_path: Path) -> None:
     assert (first, second) == (f"{path}.torn-{first_end}", f"{path}.torn-{second_end}")
     assert Path(first).read_bytes() == b"crash one"
     assert Path(second).read_bytes() == b"crash two"
+
+
+# -- strict JSON and what stands in place of the log --------------------------------------------
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -float("inf")], ids=str)
+def test_a_nan_or_infinity_is_refused_before_writing_naming_the_record_type(
+    tmp_path: Path, value: float
+) -> None:
+    path, log, committed, _ = _committed_log(tmp_path)
+    before = path.read_bytes()
+    with pytest.raises(ValueError, match="cancel_requested record holds a NaN or an infinity"):
+        log.append([("step", {"text": "ok"}), ("cancel_requested", {"grace_sec": value})], TS)
+    assert path.read_bytes() == before
+    assert log.append(events(1), TS)[0]["seq"] == len(committed) + 1  # the writer is usable
+    log.close()
+
+
+@pytest.mark.parametrize("literal", [b"NaN", b"Infinity", b"-Infinity"])
+def test_a_checksummed_nan_is_not_json(log_path: Path, literal: bytes) -> None:
+    """Python's parser reads NaN; the log format (strict JSON) has none: position decides."""
+    lines = raw_lines(log_path)
+    body = lines[2][: lines[2].rindex(b',"crc":')] + b',"extra":' + literal + b"}"
+    lines[2] = body[:-1] + b',"crc":"%08x"}\n' % zlib.crc32(body)
+    log_path.write_bytes(b"".join(lines))
+    assert_corrupt(log_path, 3, "damaged line (not valid JSON) before the last commit batch")
+
+
+def _make_fifo(path: Path) -> str:
+    os.mkfifo(path)
+    return "a FIFO"
+
+
+def _make_directory(path: Path) -> str:
+    path.mkdir()
+    return "a directory"
+
+
+def _make_symlink(path: Path) -> str:
+    build_log(path.with_name("real.jsonl"), [1])
+    path.symlink_to(path.with_name("real.jsonl"))
+    return "a symbolic link"
+
+
+def _make_dangling_symlink(path: Path) -> str:
+    path.symlink_to(path.with_name("nowhere"))
+    return "a symbolic link"
+
+
+@pytest.mark.parametrize(
+    "make", [_make_fifo, _make_directory, _make_symlink, _make_dangling_symlink], ids=repr
+)
+def test_the_reader_refuses_what_is_not_a_regular_file_without_blocking(
+    tmp_path: Path, make: Callable[[Path], str]
+) -> None:
+    path = tmp_path / "events.jsonl"
+    kind = make(path)
+    outcome: list[BaseException] = []
+
+    def scan() -> None:
+        try:
+            read_log(str(path))
+        except BaseException as exc:  # handed over to the test thread
+            outcome.append(exc)
+
+    reader = threading.Thread(target=scan, daemon=True)
+    reader.start()
+    reader.join(timeout=10)
+    assert not reader.is_alive(), "the reader blocked"
+    (error,) = outcome
+    assert isinstance(error, StoreError) and error.exit_code == EXIT_CORRUPT
+    assert str(error) == f"{path}: not a regular file ({kind}); refusing to read it"
+
+
+def test_open_regular_reads_a_regular_file_and_passes_other_errors_through(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "plain"
+    path.write_bytes(b"data")
+    with open_regular(str(path)) as file:
+        assert file.read() == b"data"
+    fd = open_regular_fd(str(path))
+    try:
+        assert os.get_inheritable(fd) is False
+    finally:
+        os.close(fd)
+    with pytest.raises(FileNotFoundError):
+        open_regular(str(tmp_path / "missing"))

@@ -12,9 +12,10 @@ from typing import Any
 
 import pytest
 
-from wf_engine import clock
-from wf_engine.errors import IllegalTransition, StoreError
+from wf_engine import clock, records
+from wf_engine.errors import CorruptLog, IllegalTransition, MalformedRecord, StoreError
 from wf_engine.fold import RunState, apply, fold_records, initial_state
+from wf_engine.records import Kind
 from wf_engine.states import LEGAL_TRANSITIONS, RunStatus, StepState
 
 P, R, X = StepState.PENDING, StepState.READY, StepState.RUNNING
@@ -447,6 +448,15 @@ def story(log: Log) -> Log:
     return log
 
 
+def _fold_unchecked(records: list[dict[str, Any]]) -> RunState:
+    """The fold alone, as the live runner uses it: ``fold_records`` also checks ``ts`` (a
+    reader's check, see test_fold_records_refuses_a_missing_or_bad_ts)."""
+    state = initial_state(records[0])
+    for record in records[1:]:
+        apply(state, record)
+    return state
+
+
 @pytest.mark.parametrize(
     "new_ts",
     [lambda i: "1999-12-31T23:59:59.000000Z", lambda i: clock.to_iso(10**15 - i), lambda i: None],
@@ -461,7 +471,154 @@ def test_the_fold_never_reads_ts(new_ts: Any) -> None:
             del record["ts"]
         else:
             record["ts"] = new_ts(i)
-    original, other = fold_records(records), fold_records(changed)
+    original, other = fold_records(records), _fold_unchecked(changed)
     assert other.steps == original.steps
     assert other == original
     assert original.status is RunStatus.CANCELLED
+
+
+# --- what readers check before folding (wf_engine.records) ---------------------------------------
+
+TS = clock.to_iso(T0)
+#: One well-formed record of each type, with every member a reader uses.
+SAMPLES: dict[str, dict[str, Any]] = {
+    "run_created": {
+        "run_id": "r",
+        "workflow": {"workflow_id": "w", "steps": [step("a")]},
+        "options": {"max_parallel": 1, "fail_fast": False, "base_dir": "/"},
+    },
+    "runner_started": {"pid": 1, "argv": ["run", "w.json"]},
+    "step": {
+        "step": "a",
+        "from": "RUNNING",
+        "to": "FAILED",
+        "attempt": 1,
+        "exit_code": None,
+        "reason": None,
+        "retry_delay_sec": 0.5,
+        "retry_at": RETRY_AT,
+        "final": False,
+        "stderr_tail": "oops\n",
+        "error": "cannot start",
+    },
+    "spawned": {"step": "a", "attempt": 1, "pid": 2, "pgid": 2, "start_id": None},
+    "cancel_requested": {"source": "wf cancel", "pid": 3, "grace_sec": 0},
+    "run_finished": {"state": "SUCCEEDED"},
+}
+#: Values each kind of member refuses; ``True`` stands for "a bool is not a number".
+BAD_VALUES: dict[Kind, list[Any]] = {
+    records.STR: [5, None, ["a"]],
+    records.STR_OR_NULL: [5, {}],
+    records.INT: ["1", True, 1.0],
+    records.INT_OR_NULL: ["0", False, 1.5, [0]],
+    records.COUNT: [-1, "1", True, 1.0],
+    records.POSITIVE: [0, "2", True],
+    records.PID: [0, -1, 2**31, "1", True],
+    records.BOOL: [1, "yes", None],
+    records.NUMBER: ["0.1", True, None, float("nan"), float("inf"), 10**400],
+    records.GRACE: [-1, "2", True, float("inf")],
+    records.TIME: ["soon", 5, "2026-01-01", "9999-12-31T23:59:59.999999Z", None],
+    records.OBJECT: [[], "x", None],
+    records.STR_LIST: ["run", [1], None],
+}
+
+
+def sample(kind: str, **changes: Any) -> dict[str, Any]:
+    return {"seq": 7, "type": kind, "ts": TS, **copy.deepcopy(SAMPLES[kind]), **changes}
+
+
+def members(kind: str) -> list[tuple[str, str, Kind, str | None]]:
+    """``(path, name, kind, container)`` for every member the schema of ``kind`` checks."""
+    schema = records.SCHEMAS[kind]
+    found: list[tuple[str, str, Kind, str | None]] = [
+        (name, name, expected, None) for name, expected in schema.fields.items()
+    ]
+    for outer, inner in schema.nested.items():
+        found += [(f"{outer}.{n}", n, e, outer) for n, e in inner.fields.items()]
+    return found
+
+
+CASES = [(kind, *member) for kind in records.SCHEMAS for member in members(kind)]
+
+
+def test_the_samples_hold_every_member_and_pass() -> None:
+    assert set(SAMPLES) == set(records.SCHEMAS)
+    for kind, path, name, _, outer in CASES:
+        assert name in (SAMPLES[kind][outer] if outer else SAMPLES[kind]), path
+        records.check_record(sample(kind))
+
+
+@pytest.mark.parametrize(("kind", "path", "name", "expected", "outer"), CASES, ids=lambda v: v)
+def test_every_member_of_the_wrong_type_is_refused_by_name(
+    kind: str, path: str, name: str, expected: Kind, outer: str | None
+) -> None:
+    for value in BAD_VALUES[expected]:
+        record = sample(kind)
+        (record[outer] if outer else record)[name] = value
+        with pytest.raises(MalformedRecord, match=f"malformed {kind} record: field '{path}' must"):
+            records.check_record(record)
+
+
+@pytest.mark.parametrize(("kind", "path", "name", "expected", "outer"), CASES, ids=lambda v: v)
+def test_a_required_member_that_is_missing_is_refused_by_name(
+    kind: str, path: str, name: str, expected: Kind, outer: str | None
+) -> None:
+    record = sample(kind)
+    del (record[outer] if outer else record)[name]
+    schema = records.SCHEMAS[kind].nested[outer] if outer else records.SCHEMAS[kind]
+    if name in schema.required:
+        with pytest.raises(MalformedRecord, match=f"field '{path}' missing"):
+            records.check_record(record)
+    else:
+        records.check_record(record)
+
+
+@pytest.mark.parametrize("ts", [None, "yesterday", 5, "9999-12-31T23:59:59.999999Z"])
+def test_fold_records_refuses_a_missing_or_bad_ts(ts: Any) -> None:
+    changed = copy.deepcopy(reach(S).records)
+    if ts is None:
+        del changed[3]["ts"]
+    else:
+        changed[3]["ts"] = ts
+    with pytest.raises(MalformedRecord, match="seq 4: malformed step record: envelope field 'ts'"):
+        fold_records(changed)
+
+
+def test_unknown_members_are_allowed_and_unknown_types_left_to_the_fold() -> None:
+    records.check_record(sample("step", comment={"added": "later"}, extra=[1.5]))
+    records.check_record({"type": "bogus", "ts": TS, "anything": None})
+    log = reach(S)
+    log.records[-1]["future"] = {"nested": True}
+    assert fold_records(log.records) == log.state
+
+
+def test_a_batch_shares_one_ts_which_is_parsed_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[str] = []
+    parse = clock.from_iso
+
+    def counting(text: str) -> int:
+        parsed.append(text)
+        return parse(text)
+
+    monkeypatch.setattr(clock, "from_iso", counting)
+    log = story(Log(step("a", retries=1), step("b"), step("c", "b"), step("d")))
+    fold_records(log.records)
+    assert parsed.count(log.ts) == 1
+
+
+def test_fold_records_names_the_file_and_line_when_reading_a_log() -> None:
+    log = reach(S)
+    log.record("step", step="a", **{"from": "SUCCEEDED", "to": "READY", "attempt": 1})
+    line = len(log.records)
+    with pytest.raises(IllegalTransition, match=f"^seq {line}: illegal transition"):
+        fold_records(log.records)
+    with pytest.raises(CorruptLog) as caught:
+        fold_records(log.records, source="/runs/r/events.jsonl")
+    assert (caught.value.path, caught.value.line) == ("/runs/r/events.jsonl", line)
+    assert str(caught.value).startswith(
+        f"/runs/r/events.jsonl: line {line}: corrupt event log: seq {line}: illegal transition"
+    )
+    bad = copy.deepcopy(reach(S).records)
+    bad[2]["attempt"] = True
+    with pytest.raises(CorruptLog, match="line 3: corrupt event log: seq 3: malformed step record"):
+        fold_records(bad, source="/runs/r/events.jsonl")

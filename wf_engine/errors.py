@@ -75,3 +75,7 @@ class IllegalTransition(StoreError):
         where = f"seq {seq}: " if seq is not None else ""
         super().__init__(f"{where}{message}")
         self.seq = seq
+
+
+class MalformedRecord(IllegalTransition):
+    """A record whose members a reader uses are missing or of the wrong JSON type."""

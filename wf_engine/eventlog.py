@@ -28,6 +28,7 @@ from typing import Any
 
 from wf_engine import durable
 from wf_engine.errors import CorruptLog, LogWriteError
+from wf_engine.storefiles import open_regular
 
 Record = dict[str, Any]
 #: Called with the records of a batch: before the write, then before the fsync.
@@ -38,9 +39,26 @@ _CRC_SUFFIX_LEN = len(_CRC_PREFIX) + 8 + 2  # ,"crc":"xxxxxxxx"}
 ENVELOPE_FIELDS = ("seq", "batch", "batch_size", "type", "ts", "crc")
 
 
+def _not_json(name: str) -> Any:
+    """Python's parser reads ``NaN`` and ``Infinity``; strict JSON, and so the log, has neither."""
+    raise ValueError(f"{name} is not JSON")
+
+
+_STRICT_JSON = json.JSONDecoder(parse_constant=_not_json)
+
+
 def encode_record(record: Record) -> bytes:
-    """Serialise ``record`` (no ``crc`` yet) as one checksummed line; sets ``record["crc"]``."""
-    body = json.dumps(record, ensure_ascii=False, separators=(",", ":")).encode()
+    """Serialise ``record`` (no ``crc`` yet) as one checksummed line; sets ``record["crc"]``.
+
+    Strict JSON only: a NaN or an infinity raises ``ValueError`` before anything is written.
+    """
+    try:
+        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except ValueError as exc:
+        raise ValueError(
+            f"{record.get('type')} record holds a NaN or an infinity, which JSON cannot carry"
+        ) from exc
+    body = text.encode()
     crc = f"{zlib.crc32(body):08x}"
     record["crc"] = crc
     return body[:-1] + _CRC_PREFIX + crc.encode() + b'"}\n'
@@ -57,8 +75,8 @@ def _decode_line(raw: bytes) -> Record | str:
     if f"{zlib.crc32(body):08x}".encode() != line[-10:-2]:
         return "checksum mismatch"
     try:
-        value = json.loads(line)
-    except ValueError:
+        value = _STRICT_JSON.decode(line.decode())
+    except ValueError:  # also UnicodeDecodeError, and NaN / Infinity (see _not_json)
         return "not valid JSON"
     if not isinstance(value, dict):
         return "not a JSON object"
@@ -100,6 +118,7 @@ class LogScan:
     """
 
     def __init__(self, path: str) -> None:
+        #: Opened with ``open_regular``: a FIFO, directory or symlink is refused, never waited on.
         self.path = path
         self.torn: TornTail | None = None
         self.committed_size = 0
@@ -110,7 +129,7 @@ class LogScan:
         pending: list[Record] = []
         offset = 0
         reason = "incomplete commit batch"
-        with open(self.path, "rb") as file:
+        with open_regular(self.path) as file:
             for line_no, raw in enumerate(file, start=1):
                 decoded = _decode_line(raw)
                 if isinstance(decoded, str):
@@ -130,8 +149,7 @@ class LogScan:
             else:
                 if not pending:
                     return
-        size = os.path.getsize(self.path)
-        length = size - self.committed_size
+            length = os.fstat(file.fileno()).st_size - self.committed_size
         self.torn = TornTail(self.committed_size, length, self.last_seq, self.lines + 1, reason)
 
     def _check_order(self, record: Record, pending: list[Record], line_no: int) -> None:
@@ -195,7 +213,7 @@ def cut_torn_tail(path: str, torn: TornTail) -> str:
 
     The copy is made durable before the truncation, so the cut bytes are never lost.
     """
-    with open(path, "rb") as log:
+    with open_regular(path) as log:
         log.seek(torn.offset)
         tail = log.read()
     backup, fd = _new_backup(f"{path}.torn-{torn.offset}")
@@ -204,7 +222,7 @@ def cut_torn_tail(path: str, torn: TornTail) -> str:
         durable.sync(fd)
     finally:
         os.close(fd)
-    fd = os.open(path, os.O_WRONLY)
+    fd = os.open(path, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
     try:
         os.ftruncate(fd, torn.offset)
         durable.sync(fd)
@@ -219,7 +237,7 @@ def _new_backup(base: str) -> tuple[str, int]:
     for attempt in range(1000):
         name = base if attempt == 0 else f"{base}.{attempt}"
         try:
-            return name, os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            return name, os.open(name, os.O_WRONLY | os.O_CREAT | os.O_EXCL, durable.file_mode())
         except FileExistsError:
             continue
     raise FileExistsError(base)
@@ -239,14 +257,14 @@ class EventLog:
     @classmethod
     def create(cls, path: str) -> EventLog:
         """A new, empty log; fails if one exists. The folder entry is made durable."""
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, 0o644)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, durable.file_mode())
         durable.sync_dir(os.path.dirname(path) or ".")
         return cls(path, fd, 1)
 
     @classmethod
     def open(cls, path: str, last_seq: int) -> EventLog:
         """Append to an existing log whose committed records end at ``last_seq``."""
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
         return cls(path, fd, last_seq + 1)
 
     def append(self, events: Sequence[tuple[str, dict[str, Any]]], ts: str) -> list[Record]:

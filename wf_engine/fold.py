@@ -3,6 +3,8 @@
 Live runs, resume, ``status`` and ``replay`` all build state by folding log records through this
 module, so they cannot disagree. ``apply`` reads nothing but the state and the record (never the
 clock, never ``ts``, never the disk) and raises ``IllegalTransition`` on anything SPEC §5 forbids.
+Readers go through ``fold_records``, which first checks each record's members and types
+(``wf_engine.records``); the live runner folds the events it built itself with ``apply`` alone.
 
 For O(1) work per record the state is updated in place and returned, and it keeps the indexes
 ``decide`` needs so that scheduling a whole run costs O(steps + edges): remaining-dependency
@@ -19,8 +21,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wf_engine import clock
-from wf_engine.errors import IllegalTransition
+from wf_engine.errors import CorruptLog, IllegalTransition
 from wf_engine.model import Workflow
+from wf_engine.records import RecordChecker
 from wf_engine.states import LEGAL_TRANSITIONS, TERMINAL_STATES, RunStatus, StepState
 from wf_engine.validate import WorkflowInvalid, workflow_from_data
 
@@ -122,7 +125,13 @@ def initial_state(record: Record) -> RunState:
         raw = record["options"]
         options = RunOptions(int(raw["max_parallel"]), bool(raw["fail_fast"]), str(raw["base_dir"]))
         run_id = str(record["run_id"])
-    except (KeyError, TypeError, ValueError, WorkflowInvalid) as exc:
+    except WorkflowInvalid as exc:
+        # One line, so that ``wf list`` keeps one row per run.
+        problems = "; ".join(map(str, exc.problems)) or "invalid workflow"
+        raise IllegalTransition(
+            record.get("seq"), f"run_created is malformed: workflow: {problems}"
+        ) from exc
+    except (KeyError, TypeError, ValueError) as exc:
         raise IllegalTransition(record.get("seq"), f"run_created is malformed: {exc}") from exc
     count = len(workflow.steps)
     dependents: list[list[int]] = [[] for _ in range(count)]
@@ -333,23 +342,36 @@ _HANDLERS: dict[str, Callable[[RunState, Record], None]] = {
 def fold_records(
     records: Iterable[Record],
     observe: Callable[[Record], None] | None = None,
-    source: str = "the log",
+    source: str | None = None,
 ) -> RunState:
-    """Build the state from records that start with ``run_created``, streaming.
+    """Build the state from records that start with ``run_created``, streaming: the readers' fold.
 
-    ``observe`` sees each record once it is folded (status collects timings this way).
+    Unlike ``apply``, which trusts records the engine built itself, this checks every record's
+    members first (``wf_engine.records``): the records come from a file anyone could have edited.
+    ``source`` is the log file they were read from, from line 1 on with no line skipped (a
+    ``LogScan``), so the k-th record is on line k: a refused record is then reported as
+    ``CorruptLog`` naming that file and line. ``observe`` sees each record once it is folded
+    (status collects timings this way).
     """
-    iterator = iter(records)
-    first = next(iterator, None)
-    if first is None:
-        raise IllegalTransition(
-            None, f"{source} is empty: no committed events (the run crashed while being created)"
-        )
-    state = initial_state(first)
-    if observe is not None:
-        observe(first)
-    for record in iterator:
-        apply(state, record)
+    checker = RecordChecker()
+    state: RunState | None = None
+    for line, record in enumerate(records, start=1):
+        try:
+            checker.check(record)
+            if state is None:
+                state = initial_state(record)
+            else:
+                apply(state, record)
+        except IllegalTransition as exc:
+            if source is None:
+                raise
+            raise CorruptLog(source, line, str(exc)) from exc
         if observe is not None:
             observe(record)
+    if state is None:
+        raise IllegalTransition(
+            None,
+            f"{source or 'the log'} is empty: no committed events "
+            "(the run crashed while being created)",
+        )
     return state

@@ -79,34 +79,46 @@ class RunStore:
     def existing(self, run_id: str) -> RunPaths:
         """Paths of a run that must exist (its log at least)."""
         paths = self.paths(run_id)
-        if not os.path.exists(paths.events):
+        if not os.path.lexists(paths.events):
             raise RunNotFound(run_id, self.home)
         return paths
 
     def exists(self, run_id: str) -> bool:
-        return os.path.exists(self.paths(run_id).events)
+        return os.path.lexists(self.paths(run_id).events)
 
     def create(self, run_id: str) -> RunPaths:
         """A new, durable run folder; refuses an id already taken."""
         paths = self.paths(run_id)
         durable.make_dirs(self.runs_dir)
         try:
-            os.mkdir(paths.root)
+            os.mkdir(paths.root, durable.dir_mode())
         except FileExistsError:
             raise UsageError(f"run {run_id!r} already exists in {self.home}") from None
         durable.sync_dir(self.runs_dir)
         return paths
 
     def run_ids(self) -> list[str]:
-        """Ids of every run with a log, oldest folder first."""
+        """Ids of every run with a log, oldest folder first.
+
+        The log only has to be there (``lexists``): whatever sits in its place, ``list`` shows
+        the run, if only as unreadable. A run folder that cannot be stat'ed sorts last instead of
+        failing the listing: one bad run must not hide the others.
+        """
         try:
             entries = list(os.scandir(self.runs_dir))
         except FileNotFoundError:
             return []
-        runs = [
-            entry
-            for entry in entries
-            if entry.is_dir() and os.path.exists(os.path.join(entry.path, "events.jsonl"))
-        ]
-        runs.sort(key=lambda entry: (entry.stat().st_mtime_ns, entry.name))
-        return [entry.name for entry in runs]
+        runs: list[tuple[int, str]] = []
+        for entry in entries:
+            try:
+                log = os.path.join(entry.path, "events.jsonl")
+                is_run = entry.is_dir() and os.path.lexists(log)
+            except OSError:
+                continue  # nothing says it is a run
+            if is_run:
+                try:
+                    runs.append((entry.stat().st_mtime_ns, entry.name))
+                except OSError:
+                    runs.append((2**63, entry.name))
+        runs.sort()
+        return [name for _, name in runs]

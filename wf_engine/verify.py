@@ -10,7 +10,7 @@ For each record, on the state folded from the records before it:
   (``final``, ``retry_delay_sec``, ``retry_at``); RUNNING->CANCELLED needs a stopping run and
   RUNNING->READY (interrupted) needs a runner that started after the attempt did.
 
-The first divergence raises ``VerifyError`` naming the seq.
+The first divergence raises ``VerifyError`` naming the seq; ``verify_log`` names the file and line.
 
 ``decide`` answers with a whole stage of commands, and the engine writes them in that order, so
 the ``Verifier`` checks a run of decisions against one answer instead of asking ``decide`` again
@@ -18,6 +18,8 @@ for each record: verifying a log costs what running it did, O(steps + edges).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 from wf_engine import clock
 from wf_engine.decide import (
@@ -28,9 +30,9 @@ from wf_engine.decide import (
     attempt_finished,
     decide,
 )
-from wf_engine.errors import IllegalTransition
+from wf_engine.errors import CorruptLog, IllegalTransition
 from wf_engine.eventlog import Record
-from wf_engine.fold import RunState
+from wf_engine.fold import RunState, apply, initial_state
 from wf_engine.states import RunStatus, StepState
 
 _OBSERVED_FROM_RUNNING = {StepState.SUCCEEDED, StepState.FAILED, StepState.CANCELLED}
@@ -70,6 +72,23 @@ class Verifier:
             _fail(record, f"the engine would not decide {_describe(state, command)} here")
         answer.remove(command)
         self._expected, self._expected_at = answer, now
+
+
+def verify_log(records: Sequence[Record], source: str) -> None:
+    """Fold ``records`` again from scratch, checking each against the state before it.
+
+    ``records`` are the log's committed records from line 1 on (as ``read_run`` keeps them,
+    already checked by ``fold_records``), so the k-th is on line k of ``source``: a divergence is
+    ``CorruptLog`` naming that file and line.
+    """
+    state = initial_state(records[0])
+    verifier = Verifier()
+    for line, record in enumerate(records[1:], start=2):
+        try:
+            verifier.check(state, record)
+            apply(state, record)
+        except IllegalTransition as exc:
+            raise CorruptLog(source, line, str(exc)) from exc
 
 
 def check_record(state: RunState, record: Record) -> None:

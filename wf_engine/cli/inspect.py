@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from typing import Any
@@ -11,11 +10,12 @@ from typing import Any
 import click
 
 from wf_engine.cli.context import CliContext, note
-from wf_engine.cli.render import status_table, timeline_line
-from wf_engine.errors import UsageError, WfError
+from wf_engine.cli.render import error_text, status_table, timeline_line
+from wf_engine.errors import EXIT_CORRUPT, UsageError, WfError
 from wf_engine.eventlog import Record
 from wf_engine.inspect import read_run, run_summary, step_summary
-from wf_engine.verify import Verifier
+from wf_engine.storefiles import open_regular
+from wf_engine.verify import verify_log
 
 
 @click.command("status")
@@ -53,7 +53,7 @@ def replay_command(
     if view.torn is not None:
         note(view.torn.describe())
     if verify:
-        _verify(records)
+        verify_log(records, paths.events)
     state = view.state
     if as_json:
         document: dict[str, Any] = {
@@ -77,47 +77,34 @@ def replay_command(
         )
 
 
-def _verify(records: list[Record]) -> None:
-    """Fold again from scratch, checking each record against the state before it."""
-    from wf_engine.fold import apply, initial_state
-
-    state = initial_state(records[0])
-    verifier = Verifier()
-    for record in records[1:]:
-        verifier.check(state, record)
-        apply(state, record)
-
-
 @click.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
 @click.pass_obj
 def list_command(obj: CliContext, as_json: bool) -> None:
-    """Every run in the store, oldest first."""
-    rows = []
-    for run_id in obj.store.run_ids():
-        try:
-            summary = run_summary(read_run(obj.store.paths(run_id)))
-            rows.append(
-                {
-                    key: summary[key]
-                    for key in (
-                        "run_id",
-                        "workflow_id",
-                        "state",
-                        "runner_alive",
-                        "created",
-                        "finished",
-                    )
-                }
-            )
-        except WfError as error:
-            rows.append({"run_id": run_id, "state": "UNREADABLE", "error": str(error)})
+    """Every run in the store, oldest first (exit 4 if one is unreadable: listed all the same)."""
+    rows = [_list_row(obj, run_id) for run_id in obj.store.run_ids()]
     if as_json:
         click.echo(json.dumps(rows, indent=2))
-        return
-    for row in rows:
-        alive = "  (runner alive)" if row.get("runner_alive") else ""
-        click.echo(f"{row['run_id']}  {row['state']}  {row.get('created') or ''}{alive}")
+    else:
+        for row in rows:
+            alive = "  (runner alive)" if row.get("runner_alive") else ""
+            detail = row.get("error") or row.get("created") or ""
+            click.echo(f"{row['run_id']}  {row['state']}  {detail}{alive}")
+    if any(row["state"] == UNREADABLE for row in rows):
+        raise SystemExit(EXIT_CORRUPT)
+
+
+UNREADABLE = "UNREADABLE"
+_LIST_KEYS = ("run_id", "workflow_id", "state", "runner_alive", "created", "finished")
+
+
+def _list_row(obj: CliContext, run_id: str) -> dict[str, Any]:
+    """One run's row; a run that cannot be read is a row too, so one bad run hides no other."""
+    try:
+        summary = run_summary(read_run(obj.store.paths(run_id)))
+    except (WfError, OSError) as error:
+        return {"run_id": run_id, "state": UNREADABLE, "error": error_text(error)}
+    return {key: summary[key] for key in _LIST_KEYS}
 
 
 @click.command("logs")
@@ -137,12 +124,14 @@ def logs_command(obj: CliContext, run_id: str, step: str, attempt: int | None) -
         raise UsageError(f"step {step!r} has {latest} attempt(s); no attempt {chosen}")
     found = False
     for suffix, stream in (("out", sys.stdout), ("err", sys.stderr)):
-        path = paths.attempt_file(step, chosen, suffix)
-        if os.path.exists(path):
-            found = True
+        try:
+            source = open_regular(paths.attempt_file(step, chosen, suffix))
+        except FileNotFoundError:
+            continue  # output is advisory: a missing file is no error, a FIFO is (never waited on)
+        found = True
+        with source:
             stream.flush()
-            with open(path, "rb") as source:
-                shutil.copyfileobj(source, stream.buffer)
+            shutil.copyfileobj(source, stream.buffer)
             stream.flush()
     if not found:
         note(f"no captured output kept for step {step!r} attempt {chosen}")

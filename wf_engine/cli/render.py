@@ -1,10 +1,16 @@
-"""Plain-text rendering shared by ``status`` and ``replay`` (deterministic: no clock, no tty)."""
+"""Plain-text rendering shared by ``status`` and ``replay`` (deterministic: no clock, no tty).
+
+Everything rendered here comes out of ``fold_records``, which checked every member these
+functions read (``wf_engine.records``: ``ts`` and ``retry_at`` parse as times, ``attempt`` is an
+integer, ``run_created`` holds a valid workflow …), so they index records without guarding.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
 from wf_engine.clock import from_iso
+from wf_engine.errors import WfError
 
 _COLUMNS = ("STEP", "STATE", "ATTEMPTS", "EXIT", "REASON", "DURATION")
 
@@ -60,3 +66,11 @@ def timeline_line(record: dict[str, Any]) -> str:
 
 
 _ENVELOPE = {"seq", "batch", "batch_size", "type", "ts", "crc"}
+
+
+def error_text(error: Exception) -> str:
+    """One line for an error met while reading a run: an ``OSError`` as ``<file>: <reason>``."""
+    if isinstance(error, OSError) and not isinstance(error, WfError):
+        where = f"{error.filename}: " if error.filename else ""
+        return f"{where}{error.strerror or error}"
+    return str(error)

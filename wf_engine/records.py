@@ -1,0 +1,206 @@
+"""What each record type must hold before a reader may use it: one table, checked per record.
+
+A line whose checksum holds was written exactly as it is, so a member that is missing or of the
+wrong JSON type is never a crash trace: it is corruption (or a hand-forged line), and the reader
+must say so instead of tracing back deep inside the fold, a renderer or ``replay --verify``.
+``SCHEMAS`` lists every member a reader uses, per record type, and the kind of JSON value it
+must hold; members not listed are allowed and ignored (forward compatibility). Whether a value
+makes *sense* (a known step, a legal transition, the right attempt number) is the fold's job, not
+this module's: only shapes are checked here, so that the fold and the renderers can rely on them.
+
+Checking is cheap on purpose (``wf status`` reads whole logs): per record, one ``dict.get`` per
+member of its schema and an exact-type test (``type(value) in types``: ``True`` is never a
+number); only constrained kinds (a count, a pid, a time) call a function. The envelope ``ts`` is
+parsed once per commit batch, since every record of a batch carries the same string.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from wf_engine import clock
+from wf_engine.errors import MalformedRecord
+from wf_engine.model import MAX_SECONDS
+
+Record = dict[str, Any]
+
+#: Stands in for a member that is not there at all (``null`` is a value).
+_MISSING: Any = object()
+#: Times in the log are wall-clock times of a real run: from the epoch to well before the year
+#: 9999 where ``datetime`` ends, so that a reader adding a retry delay (``replay --verify``) or
+#: rendering a duration can never leave the range ``clock`` can spell.
+_TIME_END = clock.from_iso("9000-01-01T00:00:00.000000Z")
+#: pid_t is a signed 32-bit integer: a larger "pid" cannot name a process (os.kill overflows).
+_PID_MAX = 2**31 - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Kind:
+    """A kind of JSON value: its exact Python types after parsing, and a constraint if any."""
+
+    what: str
+    types: tuple[type, ...]
+    constraint: Callable[[Any], bool] | None = None
+
+    def accepts(self, value: Any) -> bool:
+        return type(value) in self.types and (self.constraint is None or self.constraint(value))
+
+
+def _finite(value: float) -> bool:
+    if type(value) is float:
+        return math.isfinite(value)
+    # An int: compared exactly, even past what a float holds (``float()`` would overflow).
+    return -sys.float_info.max <= value <= sys.float_info.max
+
+
+def _grace(value: float | None) -> bool:
+    """What the engine itself writes: ``wf cancel --grace`` takes 0 to ``MAX_SECONDS``."""
+    return value is None or 0 <= value <= MAX_SECONDS
+
+
+def _time(value: str) -> bool:
+    try:
+        return 0 <= clock.from_iso(value) < _TIME_END
+    except ValueError:
+        return False
+
+
+_NULL = type(None)
+STR = Kind("a string", (str,))
+STR_OR_NULL = Kind("a string or null", (str, _NULL))
+INT = Kind("an integer", (int,))
+INT_OR_NULL = Kind("an integer or null", (int, _NULL))
+COUNT = Kind("an integer >= 0", (int,), lambda value: value >= 0)
+POSITIVE = Kind("an integer >= 1", (int,), lambda value: value >= 1)
+PID = Kind(f"an integer from 1 to {_PID_MAX}", (int,), lambda value: 0 < value <= _PID_MAX)
+BOOL = Kind("true or false", (bool,))
+NUMBER = Kind("a finite number", (int, float), _finite)
+GRACE = Kind(f"a number from 0 to {MAX_SECONDS} or null", (int, float, _NULL), _grace)
+TIME = Kind("a time like 2026-01-02T03:04:05.000006Z (years 1970-8999)", (str,), _time)
+OBJECT = Kind("an object", (dict,))
+STR_LIST = Kind(
+    "a list of strings", (list,), lambda value: all(type(item) is str for item in value)
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Schema:
+    """The members of a record (or of an object in it) that readers use, and their kinds."""
+
+    fields: Mapping[str, Kind]
+    required: frozenset[str]
+    #: Members that are objects with members of their own (checked to be objects first).
+    nested: Mapping[str, Schema]
+    #: ``(name, types, constraint, required)`` per member: what the hot loop reads.
+    plan: tuple[tuple[str, tuple[type, ...], Callable[[Any], bool] | None, bool], ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        plan = tuple(
+            (name, kind.types, kind.constraint, name in self.required)
+            for name, kind in self.fields.items()
+        )
+        object.__setattr__(self, "plan", plan)
+
+
+def _schema(
+    required: Mapping[str, Kind],
+    optional: Mapping[str, Kind] | None = None,
+    nested: Mapping[str, Schema] | None = None,
+) -> Schema:
+    return Schema({**required, **(optional or {})}, frozenset(required), nested or {})
+
+
+_OPTIONS = _schema({"max_parallel": POSITIVE, "fail_fast": BOOL, "base_dir": STR})
+
+#: Payload members per record type (docs/log-format.md, "Record types" and "What readers check").
+SCHEMAS: Mapping[str, Schema] = {
+    "run_created": _schema(
+        {"run_id": STR, "workflow": OBJECT, "options": OBJECT}, nested={"options": _OPTIONS}
+    ),
+    "runner_started": _schema({"pid": INT}, {"argv": STR_LIST}),
+    "step": _schema(
+        {"step": STR, "from": STR, "to": STR, "attempt": COUNT},
+        {
+            "exit_code": INT_OR_NULL,
+            "reason": STR_OR_NULL,
+            "retry_delay_sec": NUMBER,
+            "retry_at": TIME,
+            "final": BOOL,
+            "stderr_tail": STR,
+            "error": STR,
+        },
+    ),
+    "spawned": _schema(
+        {"step": STR, "attempt": COUNT, "pid": PID, "pgid": PID}, {"start_id": STR_OR_NULL}
+    ),
+    "cancel_requested": _schema({}, {"source": STR, "pid": INT, "grace_sec": GRACE}),
+    "run_finished": _schema({"state": STR}),
+}
+
+
+class RecordChecker:
+    """Checks records in log order; remembers the last good ``ts`` (a batch shares one)."""
+
+    def __init__(self) -> None:
+        self._last_ts: str | None = None
+
+    def check(self, record: Record) -> None:
+        """Raise ``MalformedRecord`` if a member a reader uses is missing or mistyped.
+
+        A record of an unknown type is let through: the fold refuses it by name.
+        """
+        ts = record.get("ts", _MISSING)
+        if ts != self._last_ts:
+            if not TIME.accepts(ts):
+                _fail(record, "envelope field 'ts'", TIME, ts)
+            self._last_ts = ts
+        kind = record.get("type")
+        schema = SCHEMAS.get(kind) if type(kind) is str else None
+        if schema is not None:
+            _check_members(record, record, schema, "")
+
+
+def check_record(record: Record) -> None:
+    """Check one record on its own (``RecordChecker`` is the fast way to check a whole log)."""
+    RecordChecker().check(record)
+
+
+def _check_members(record: Record, members: Record, schema: Schema, prefix: str) -> None:
+    """Check ``members`` (the record, or an object in it named by ``prefix``) against ``schema``."""
+    get = members.get
+    for name, types, constraint, required in schema.plan:
+        value = get(name, _MISSING)
+        if value is _MISSING:
+            if required:
+                raise MalformedRecord(
+                    record.get("seq"),
+                    f"malformed {record.get('type')} record: field '{prefix}{name}' missing",
+                )
+        elif type(value) not in types or (constraint is not None and not constraint(value)):
+            _fail(record, f"field '{prefix}{name}'", schema.fields[name], value)
+    for name, inner in schema.nested.items():
+        if name in members:
+            _check_members(record, members[name], inner, f"{prefix}{name}.")
+
+
+def _fail(record: Record, what: str, expected: Kind, value: Any) -> None:
+    raise MalformedRecord(
+        record.get("seq"),
+        f"malformed {record.get('type')} record: {what} must be {expected.what}, "
+        f"not {_show(value)}",
+    )
+
+
+def _show(value: Any) -> str:
+    """The offending value as JSON, cut short: the message names it without flooding stderr."""
+    if value is _MISSING:
+        return "missing"
+    text = json.dumps(value, ensure_ascii=False, default=repr)
+    return text if len(text) <= 40 else f"{text[:37]}..."
