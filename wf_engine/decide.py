@@ -183,6 +183,8 @@ class AttemptResult:
     stopped: bool = False
     spawn_error: str | None = None
     stderr_tail: str = ""
+    #: Processes that left the attempt's group, found by its mark and killed when it ended.
+    leaked_pids: tuple[int, ...] = ()
 
 
 def attempt_finished(state: RunState, result: AttemptResult, now_us: int) -> Event:
@@ -213,6 +215,8 @@ def attempt_finished(state: RunState, result: AttemptResult, now_us: int) -> Eve
             payload["retry_at"] = clock.to_iso(now_us + clock.seconds_to_us(delay))
     if result.stderr_tail and payload["to"] != StepState.SUCCEEDED.value:
         payload["stderr_tail"] = result.stderr_tail
+    if result.leaked_pids:
+        payload["leaked_pids"] = list(result.leaked_pids)
     return "step", payload
 
 

@@ -11,22 +11,17 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from wf_engine import clock, processes, procinfo
+from wf_engine import clock
 from wf_engine.decide import Event, interrupted_event
 from wf_engine.errors import UsageError
 from wf_engine.eventlog import EventLog, LogScan, cut_torn_tail
-from wf_engine.fold import (
-    RunOptions,
-    RunState,
-    StepStatus,
-    apply,
-    fold_records,
-    initial_state,
-)
+from wf_engine.fold import RunOptions, RunState, apply, fold_records, initial_state
+from wf_engine.leftovers import clear_leftovers
 from wf_engine.model import Workflow
 from wf_engine.ownership import RunLock
 from wf_engine.plugins import Plugins
 from wf_engine.runner import Runner, attach_log_hooks, runner_started_event
+from wf_engine.stopsignals import StopSignals
 from wf_engine.store import RunPaths, RunStore, new_run_id
 
 #: Receives human-readable notes about what taking ownership did (a cut tail, killed leftovers).
@@ -46,8 +41,14 @@ def default_parallelism(workflow: Workflow) -> int:
     return workflow.max_parallel or os.cpu_count() or 1
 
 
-def create_run(store: RunStore, request: RunRequest, plugins: Plugins) -> Runner:
-    """Create the run folder and its log; the first batch holds the whole definition."""
+def create_run(
+    store: RunStore, request: RunRequest, plugins: Plugins, signals: StopSignals | None = None
+) -> Runner:
+    """Create the run folder and its log; the first batch holds the whole definition.
+
+    ``signals``, installed by the caller before this is called, carries a SIGINT/SIGTERM that
+    arrives meanwhile to the runner, which then cancels the run instead of leaving it ownerless.
+    """
     run_id = request.run_id or new_run_id(request.workflow.workflow_id)
     max_parallel = request.max_parallel or default_parallelism(request.workflow)
     if max_parallel < 1:
@@ -66,17 +67,24 @@ def create_run(store: RunStore, request: RunRequest, plugins: Plugins) -> Runner
     apply(state, {"type": started[0], **started[1]})
     records = log.append([created, started], clock.to_iso(clock.now_us()))
     state.last_seq = records[-1]["seq"]
-    runner = Runner(paths, log, state, plugins, lock)
+    runner = Runner(paths, log, state, plugins, lock, signals)
     runner.announce(records, resumed=False)
     return runner
 
 
-def resume_run(store: RunStore, run_id: str, plugins: Plugins, notify: Notify) -> Runner | None:
+def resume_run(
+    store: RunStore,
+    run_id: str,
+    plugins: Plugins,
+    notify: Notify,
+    signals: StopSignals | None = None,
+) -> Runner | None:
     """Own an unfinished run again; ``None`` if it already finished (nothing to do).
 
     Order matters: the lock first (no other writer), then the torn tail is cut (kept beside the
-    log), then leftovers of the dead runner's attempts are killed, and only then is the new
-    ownership recorded together with the interrupted steps going back to READY.
+    log), then every leftover process of the dead runner's attempts is killed and proven dead
+    (``wf_engine.leftovers``), and only then is the new ownership recorded together with the
+    interrupted steps going back to READY.
     """
     paths = store.existing(run_id)
     lock = RunLock.acquire(paths.runner_lock, run_id)
@@ -93,10 +101,15 @@ def resume_run(store: RunStore, run_id: str, plugins: Plugins, notify: Notify) -
     except BaseException:
         lock.close()
         raise
+    try:
+        stop_requested = (lambda: signals.requested) if signals else (lambda: False)
+        clear_leftovers(paths, state, notify, stop_requested)
+    except BaseException:
+        log.close()
+        lock.close()
+        raise
     events: list[Event] = [runner_started_event()]
-    for index in list(state.running):
-        kill_leftovers(paths, state, index, notify)
-        events.append(interrupted_event(state, index))
+    events.extend(interrupted_event(state, index) for index in list(state.running))
     for event_type, payload in events:
         apply(state, {"type": event_type, **payload})
     try:
@@ -106,7 +119,7 @@ def resume_run(store: RunStore, run_id: str, plugins: Plugins, notify: Notify) -
         lock.close()
         raise
     state.last_seq = records[-1]["seq"]
-    runner = Runner(paths, log, state, plugins, lock)
+    runner = Runner(paths, log, state, plugins, lock, signals)
     runner.announce(records, resumed=True)
     return runner
 
@@ -114,42 +127,3 @@ def resume_run(store: RunStore, run_id: str, plugins: Plugins, notify: Notify) -
 def _load(paths: RunPaths) -> tuple[RunState, LogScan]:
     scan = LogScan(paths.events)
     return fold_records(scan, source=paths.events), scan
-
-
-def kill_leftovers(paths: RunPaths, state: RunState, index: int, notify: Notify) -> None:
-    """Kill whatever a dead runner's attempt left running, never a process that reused its pid.
-
-    The attempt lock says whether any of its processes lives. The group to signal comes from the
-    ``spawned`` record, else from the pid the runner wrote into the lock file right after the
-    spawn; it is signalled only if its leader is still the recorded process, or if the leader is
-    gone but the lock shows members of the group alive (a live group keeps its id reserved).
-    """
-    status = state.steps[index]
-    step_id = state.step_id(index)
-    lock_path = paths.attempt_file(step_id, status.attempt, "lock")
-    if not processes.attempt_alive(lock_path):
-        return
-    pid, start_id = _recorded_process(status, lock_path)
-    grace = state.workflow.steps[index].kill_grace_sec
-    if pid is None:
-        notify(f"step {step_id!r} attempt {status.attempt}: leftover processes of unknown pid")
-        return
-    current = procinfo.start_id(pid)
-    if current is not None and current != start_id:
-        notify(f"step {step_id!r}: pid {pid} now belongs to another process; not signalled")
-        return
-    notify(f"step {step_id!r} attempt {status.attempt}: killing leftover process group {pid}")
-    processes.drain_group(pid, lock_path, grace)
-
-
-def _recorded_process(status: StepStatus, lock_path: str) -> tuple[int | None, str | None]:
-    """The attempt's group leader: from its ``spawned`` record, else from its lock file."""
-    process = status.process
-    if process is not None:
-        return process.pgid, process.start_id
-    try:
-        with open(lock_path, encoding="ascii") as file:
-            pid_text, _, start_id = file.read().strip().partition(" ")
-        return int(pid_text), (start_id if start_id and start_id != "-" else None)
-    except (OSError, ValueError):
-        return None, None

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 
-from wf_engine.errors import RunBusy
+from wf_engine import durable
+from wf_engine.errors import RunBusy, StoreError
+from wf_engine.storefiles import kind_of, not_regular, open_regular, open_regular_fd
 
 
 class RunLock:
@@ -23,7 +26,12 @@ class RunLock:
     @classmethod
     def acquire(cls, path: str, run_id: str) -> RunLock:
         """Take ownership now, or raise ``RunBusy`` naming the live owner."""
-        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW | os.O_NONBLOCK
+        fd = os.open(path, flags, durable.file_mode())
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise not_regular(path, kind_of(mode))
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -42,7 +50,7 @@ class RunLock:
 def is_owned(path: str) -> bool:
     """True while a live process holds the run's lock."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = open_regular_fd(path)
     except FileNotFoundError:
         return False
     try:
@@ -57,7 +65,7 @@ def is_owned(path: str) -> bool:
 def owner_pid(path: str) -> int | None:
     """The pid the owner wrote into its lock file (advisory: for messages and signals)."""
     try:
-        with open(path, encoding="ascii") as file:
-            return int(file.read().strip() or 0) or None
-    except (OSError, ValueError):
+        with open_regular(path) as file:
+            return int(file.read(64).strip() or 0) or None
+    except (OSError, ValueError, StoreError):
         return None

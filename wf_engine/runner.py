@@ -22,18 +22,16 @@ import contextlib
 import heapq
 import itertools
 import json
+import math
 import os
 import queue
 import signal
 import sys
-import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from types import FrameType
 from typing import Any
 
-from wf_engine import clock
+from wf_engine import clock, procinfo
 from wf_engine.decide import (
     AttemptResult,
     Event,
@@ -42,21 +40,30 @@ from wf_engine.decide import (
     decide,
     next_retry_at,
 )
+from wf_engine.errors import StoreError
 from wf_engine.eventlog import EventLog, Record
 from wf_engine.fold import RunState, apply
+from wf_engine.model import MAX_SECONDS
 from wf_engine.ownership import RunLock
-from wf_engine.plugins import Plugins
-from wf_engine.processes import AttemptProcess, LaunchSpec, SpawnError, start_attempt
+from wf_engine.plugins import BadHookValue, Plugins
+from wf_engine.processes import (
+    AttemptOutcome,
+    AttemptProcess,
+    LaunchSpec,
+    SpawnError,
+    start_attempt,
+)
 from wf_engine.states import RunStatus, StepState
+from wf_engine.stopsignals import StopSignals
 from wf_engine.store import RunPaths
+from wf_engine.storefiles import open_regular_fd
 
 
 @dataclass(frozen=True, slots=True)
 class _Exited:
     step: int
     attempt: int
-    returncode: int
-    stderr_tail: str
+    outcome: AttemptOutcome
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,26 +84,55 @@ def _is_spawned(item: Event | AttemptResult) -> bool:
 
 
 def read_cancel_request(paths: RunPaths) -> dict[str, Any] | None:
-    """The request ``wf cancel`` left in the run folder, if any (advisory)."""
+    """The request ``wf cancel`` left in the run folder, if any (advisory).
+
+    Read without blocking (a FIFO planted in its place is ignored), and taken apart defensively:
+    only a ``source`` string and a ``grace_sec`` within the documented bounds are kept.
+    """
     try:
-        with open(paths.cancel_request, encoding="utf-8") as file:
-            value = json.load(file)
+        fd = open_regular_fd(paths.cancel_request)
+    except (OSError, StoreError):
+        return None
+    try:
+        value = json.loads(os.read(fd, 64 * 1024))
     except (OSError, ValueError):
         return None
-    return value if isinstance(value, dict) else None
+    finally:
+        os.close(fd)
+    if not isinstance(value, dict):
+        return None
+    request: dict[str, Any] = {"source": str(value.get("source") or "wf cancel")[:100]}
+    grace = value.get("grace_sec")
+    if (
+        isinstance(grace, int | float)
+        and not isinstance(grace, bool)
+        and math.isfinite(grace)
+        and 0 <= grace <= MAX_SECONDS
+    ):
+        request["grace_sec"] = float(grace)
+    return request
 
 
 class Runner:
     """Executes one run to its end (or to a stop), as the run's single owner."""
 
     def __init__(
-        self, paths: RunPaths, log: EventLog, state: RunState, plugins: Plugins, lock: RunLock
+        self,
+        paths: RunPaths,
+        log: EventLog,
+        state: RunState,
+        plugins: Plugins,
+        lock: RunLock,
+        signals: StopSignals | None = None,
     ) -> None:
         self.paths = paths
         self.log = log
         self.state = state
         self.plugins = plugins
         self._lock = lock
+        #: Installed by the command before the run was created or taken over, so a signal at
+        #: any instant of start-up reaches this runner as a stop request.
+        self._signals = signals
         self._inbox: queue.SimpleQueue[_Message] = queue.SimpleQueue()
         self._attempts: dict[int, AttemptProcess] = {}
         self._timed_out: set[int] = set()
@@ -129,7 +165,8 @@ class Runner:
 
     def execute(self) -> RunStatus:
         """Run until ``run_finished``; on a log write failure, kill the steps and re-raise."""
-        restore = self._install_signal_handlers()
+        signals = self._signals or StopSignals().install()
+        signals.listen(lambda force: self._inbox.put(_StopRequest(force)))
         try:
             if read_cancel_request(self.paths) is not None:
                 self._inbox.put(_StopRequest(force=False))
@@ -147,7 +184,9 @@ class Runner:
             self._kill_all(signal.SIGKILL)
             raise
         finally:
-            restore()
+            signals.listen(None)
+            if self._signals is None:
+                signals.restore()
             self.log.close()
             self._lock.close()
 
@@ -175,10 +214,11 @@ class Runner:
             result = AttemptResult(
                 step=message.step,
                 attempt=message.attempt,
-                exit_code=message.returncode,
+                exit_code=message.outcome.returncode,
                 timed_out=message.step in self._timed_out,
                 stopped=message.step in self._stopped,
-                stderr_tail=message.stderr_tail,
+                stderr_tail=message.outcome.stderr_tail,
+                leaked_pids=message.outcome.leaked_pids,
             )
             self._timed_out.discard(message.step)
             self._stopped.discard(message.step)
@@ -187,12 +227,9 @@ class Runner:
             self._kill_all(signal.SIGKILL)
         if isinstance(message, _StopRequest) and not self._stop_asked:
             self._stop_asked = True
-            request = read_cancel_request(self.paths) or {}
-            payload: dict[str, Any] = {"source": request.get("source", "signal")}
-            if isinstance(request.get("grace_sec"), int | float):
-                payload["grace_sec"] = float(request["grace_sec"])
+            request = read_cancel_request(self.paths) or {"source": "signal"}
             if not self.state.cancel_requested:
-                self._pending.append(("cancel_requested", payload))
+                self._pending.append(("cancel_requested", request))
 
     def _decide(self, now: int) -> list[Event]:
         events: list[Event] = []
@@ -244,7 +281,9 @@ class Runner:
         retry_at = None if self.state.stopping else next_retry_at(self.state)
         if retry_at is not None:
             delays.append((retry_at - now) / clock.US_PER_SEC)
-        return max(0.0, min(delays)) if delays else None
+        # Bounded: a retry_at far away (an old log, a clock that jumped) must not overflow a wait;
+        # waking early is harmless, the loop checks again.
+        return min(max(0.0, min(delays)), MAX_SECONDS) if delays else None
 
     # -- processes ---------------------------------------------------------------------------
 
@@ -253,7 +292,6 @@ class Runner:
         argv = (
             ["/bin/sh", "-c", step.command] if isinstance(step.command, str) else list(step.command)
         )
-        argv = self.plugins.step_command(self.run_id, step.id, attempt, argv)
         env = {
             **self._base_env,
             **dict(step.env),
@@ -262,7 +300,15 @@ class Runner:
             "WF_ATTEMPT": str(attempt),
             "WF_RUN_DIR": self.paths.root,
         }
-        self.plugins.step_env(self.run_id, step.id, attempt, env)
+        try:
+            argv = self.plugins.step_command(self.run_id, step.id, attempt, argv)
+            self.plugins.step_env(self.run_id, step.id, attempt, env)
+        except BadHookValue as exc:
+            self._pending.append(AttemptResult(index, attempt, spawn_error=str(exc)))
+            return
+        # Set last, so no plugin can take away what finds this attempt's processes later.
+        mark = procinfo.attempt_key(self.paths.root, step.id, attempt)
+        env[procinfo.ATTEMPT_KEY_VAR] = mark
         spec = LaunchSpec(
             argv=argv,
             cwd=os.path.normpath(os.path.join(self.state.options.base_dir, step.cwd or "")),
@@ -271,6 +317,7 @@ class Runner:
             stderr_path=self.paths.attempt_file(step.id, attempt, "err"),
             lock_path=self.paths.attempt_file(step.id, attempt, "lock"),
             kill_grace_sec=step.kill_grace_sec,
+            mark=mark,
         )
         try:
             process = start_attempt((index, attempt), spec)
@@ -296,9 +343,9 @@ class Runner:
             self._schedule("timeout", index, attempt, step.timeout_sec)
         process.watch(self._on_exit)
 
-    def _on_exit(self, key: tuple[int, int], returncode: int, stderr_tail: str) -> None:
+    def _on_exit(self, key: tuple[int, int], outcome: AttemptOutcome) -> None:
         """Runs in a watcher thread: only report."""
-        self._inbox.put(_Exited(key[0], key[1], returncode, stderr_tail))
+        self._inbox.put(_Exited(key[0], key[1], outcome))
 
     def _schedule(self, kind: str, index: int, attempt: int, delay_sec: float) -> None:
         deadline = time.monotonic() + delay_sec
@@ -327,27 +374,6 @@ class Runner:
     def _kill_all(self, signum: int) -> None:
         for process in list(self._attempts.values()):
             process.signal(signum)
-
-    # -- signals -----------------------------------------------------------------------------
-
-    def _install_signal_handlers(self) -> Callable[[], None]:
-        """SIGINT/SIGTERM become a stop request; a second one skips the grace period."""
-        if threading.current_thread() is not threading.main_thread():
-            return lambda: None
-        received = 0
-
-        def handler(signum: int, frame: FrameType | None) -> None:
-            nonlocal received
-            received += 1
-            self._inbox.put(_StopRequest(force=received > 1))
-
-        previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-        def restore() -> None:
-            for sig, old in previous.items():
-                signal.signal(sig, old)
-
-        return restore
 
 
 def attach_log_hooks(log: EventLog, plugins: Plugins, run_id: str) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import click
 
 from wf_engine.cli.context import EXIT_CODES, CliContext, note
+from wf_engine.cli.render import error_text
 from wf_engine.engine import resume_run
-from wf_engine.errors import EXIT_CANCELLED, EXIT_OK, EXIT_RUN_FAILED, WfError
+from wf_engine.errors import EXIT_CANCELLED, EXIT_CORRUPT, EXIT_OK, EXIT_RUN_FAILED, WfError
 from wf_engine.inspect import read_run
 from wf_engine.ownership import is_owned
 from wf_engine.plugins import Plugins
+from wf_engine.stopsignals import StopSignals
 
 _SEVERITY = [EXIT_OK, EXIT_CANCELLED, EXIT_RUN_FAILED]
 
@@ -25,25 +27,41 @@ def resume_command(
     """Continue RUN_ID: finished steps never run again, interrupted ones run again."""
     if resume_all == (run_id is not None):
         raise click.UsageError("give either RUN_ID or --all")
+    # A signal from here on stops the run this command owns (or is taking over) cleanly.
+    signals = StopSignals().install()
     plugins = obj.plugins_for_run(plugin_modules, progress=True)
     if run_id is not None:
-        raise SystemExit(_resume_one(obj, run_id, plugins))
+        raise SystemExit(_resume_one(obj, run_id, plugins, signals))
     worst = EXIT_OK
     for candidate in obj.store.run_ids():
-        paths = obj.store.paths(candidate)
-        try:
-            if is_owned(paths.runner_lock) or read_run(paths).state.finished is not None:
-                continue
-            code = _resume_one(obj, candidate, plugins)
-        except WfError as error:
-            note(f"{candidate}: {error}")
-            code = error.exit_code
-        worst = max(worst, code, key=lambda c: _SEVERITY.index(c) if c in _SEVERITY else 9)
+        if signals.requested:
+            break
+        worst = max(worst, _resume_candidate(obj, candidate, plugins, signals), key=_severity)
     raise SystemExit(worst)
 
 
-def _resume_one(obj: CliContext, run_id: str, plugins: Plugins) -> int:
-    runner = resume_run(obj.store, run_id, plugins, note)
+def _severity(code: int) -> int:
+    """Worse codes rank higher: ok < cancelled < failed < anything else (unreadable: 4)."""
+    return _SEVERITY.index(code) if code in _SEVERITY else len(_SEVERITY)
+
+
+def _resume_candidate(obj: CliContext, run_id: str, plugins: Plugins, signals: StopSignals) -> int:
+    """Resume one run of ``--all`` if it needs it; a run that cannot be read is reported and
+    skipped, so it never keeps the healthy runs from being resumed."""
+    paths = obj.store.paths(run_id)
+    try:
+        if is_owned(paths.runner_lock) or read_run(paths).state.finished is not None:
+            return EXIT_OK
+        return _resume_one(obj, run_id, plugins, signals)
+    except (WfError, OSError) as error:
+        code = error.exit_code if isinstance(error, WfError) else EXIT_CORRUPT
+        label = "UNREADABLE: " if code == EXIT_CORRUPT else ""
+        note(f"{run_id}: {label}{error_text(error)}")
+        return code
+
+
+def _resume_one(obj: CliContext, run_id: str, plugins: Plugins, signals: StopSignals) -> int:
+    runner = resume_run(obj.store, run_id, plugins, note, signals)
     if runner is None:
         note(f"run {run_id} already finished")
         return EXIT_CODES[read_run(obj.store.existing(run_id)).state.status]

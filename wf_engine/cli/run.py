@@ -9,10 +9,16 @@ import sys
 
 import click
 
+from wf_engine import durable
+from wf_engine.cancel import cancel_run
 from wf_engine.cli.context import EXIT_CODES, CliContext, note
 from wf_engine.engine import RunRequest, create_run, resume_run
+from wf_engine.errors import EXIT_CANCELLED, EXIT_OK
 from wf_engine.inspect import live_summary, read_run
+from wf_engine.model import MAX_PARALLEL
+from wf_engine.plugins import Plugins
 from wf_engine.runner import Runner
+from wf_engine.stopsignals import StopSignals
 from wf_engine.store import check_run_id
 from wf_engine.validate import load_workflow
 
@@ -20,7 +26,7 @@ from wf_engine.validate import load_workflow
 @click.command("run")
 @click.argument("workflow_file", metavar="WORKFLOW")
 @click.option("--run-id", help="Id for the run; an existing unfinished run is resumed.")
-@click.option("--max-parallel", type=click.IntRange(min=1), help="Steps running at once.")
+@click.option("--max-parallel", type=click.IntRange(1, MAX_PARALLEL), help="Steps running at once.")
 @click.option("--fail-fast", is_flag=True, help="Cancel the rest when a step fails for good.")
 @click.option("--detach", is_flag=True, help="Run in the background; print the run id.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
@@ -37,12 +43,18 @@ def run_command(
     plugin_modules: tuple[str, ...],
 ) -> None:
     """Run WORKFLOW (a JSON file) to the end; exit 0, 1 (FAILED) or 3 (CANCELLED)."""
+    # From here on SIGINT/SIGTERM is a stop request, so no instant of start-up can leave a
+    # RUNNING run without an owner: the runner (or the detach below) turns it into a cancel.
+    signals = StopSignals().install()
     workflow = load_workflow(workflow_file)
     plugins = obj.plugins_for_run(plugin_modules, progress=not (as_json or detach))
+    if signals.requested:
+        note("interrupted before the run was created: nothing was created")
+        raise SystemExit(EXIT_CANCELLED)
     runner: Runner | None
     if run_id is not None and obj.store.exists(check_run_id(run_id)):
         note(f"run {run_id} exists: resuming it")
-        runner = resume_run(obj.store, run_id, plugins, note)
+        runner = resume_run(obj.store, run_id, plugins, note, signals)
     else:
         request = RunRequest(
             workflow=workflow,
@@ -51,11 +63,9 @@ def run_command(
             max_parallel=max_parallel,
             fail_fast=fail_fast,
         )
-        runner = create_run(obj.store, request, plugins)
+        runner = create_run(obj.store, request, plugins, signals)
     if runner is not None and detach:
-        _detach(obj, runner, plugins.modules)
-        click.echo(runner.run_id)
-        return
+        raise SystemExit(_detach(obj, runner, plugins, signals))
     if runner is not None:
         runner.execute()
         state = runner.state
@@ -67,13 +77,20 @@ def run_command(
     raise SystemExit(EXIT_CODES[state.status])
 
 
-def _detach(obj: CliContext, runner: Runner, modules: list[str]) -> None:
-    """Release the new run and let a background ``wf resume`` own it (with the same plugins)."""
+def _detach(obj: CliContext, runner: Runner, plugins: Plugins, signals: StopSignals) -> int:
+    """Hand the new run to a background ``wf resume`` (same plugins); print its id.
+
+    A stop request before the hand-over cancels the run here; one during it is delivered to
+    the new owner as ``wf cancel`` would. Either way the run ends CANCELLED and this exits 3.
+    """
+    if signals.requested:
+        return EXIT_CODES[runner.execute()]
     runner.release()
     log_path = os.path.join(runner.paths.root, "runner.log")
-    plugin_args = [arg for module in modules for arg in ("-p", module)]
+    plugin_args = [arg for module in plugins.modules for arg in ("-p", module)]
     command = [sys.executable, "-m", "wf_engine", "--home", obj.store.home, "resume"]
-    with open(log_path, "ab") as log:
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, durable.file_mode())
+    with open(fd, "ab") as log:
         subprocess.Popen(
             [*command, runner.run_id, *plugin_args],
             stdin=subprocess.DEVNULL,
@@ -81,3 +98,7 @@ def _detach(obj: CliContext, runner: Runner, modules: list[str]) -> None:
             stderr=log,
             start_new_session=True,
         )
+    if signals.requested:
+        return EXIT_CODES[cancel_run(obj.store, runner.run_id, plugins, note)]
+    click.echo(runner.run_id)
+    return EXIT_OK

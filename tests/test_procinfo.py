@@ -1,0 +1,70 @@
+"""Process identity on both paths: ``/proc`` and ``ps`` must find the same marked processes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from pytest_wf.harness import process_alive, wait_until
+from wf_engine import oscaps, procinfo
+
+PATHS = ["procfs", "ps"] if sys.platform.startswith("linux") else ["ps"]
+
+
+@pytest.fixture(params=PATHS)
+def path(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    monkeypatch.setattr(oscaps, "HAS_PROCFS", request.param == "procfs")
+    yield str(request.param)
+
+
+def marked_child(key: str) -> subprocess.Popen[bytes]:
+    env = {**os.environ, procinfo.ATTEMPT_KEY_VAR: key}
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"], env=env, start_new_session=True
+    )
+
+
+def test_find_marked_finds_the_attempt_and_only_it(path: str, tmp_path: object) -> None:
+    key = procinfo.attempt_key(str(tmp_path), "step", 1)
+    other = procinfo.attempt_key(str(tmp_path), "step", 11)
+    mine, theirs = marked_child(key), marked_child(other)
+    try:
+        found = wait_until(
+            lambda: [p for p in procinfo.find_marked(key) if p.key == key], 10, "marked child"
+        )
+        assert [(p.pid, p.pgid) for p in found] == [(mine.pid, mine.pid)]
+        assert procinfo.same_process(mine.pid, found[0].start_id)
+        run_wide = procinfo.find_marked(procinfo.run_mark(str(tmp_path)) + "/")
+        assert {p.pid for p in run_wide} == {mine.pid, theirs.pid}
+    finally:
+        for child in (mine, theirs):
+            child.kill()
+            child.wait()
+
+
+def test_a_zombie_or_a_dead_pid_is_gone(path: str) -> None:
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    wait_until(lambda: not process_alive(child.pid), 10, "child to exit")
+    assert procinfo.start_id(child.pid) is None  # a zombie until reaped
+    child.wait()
+    assert procinfo.start_id(child.pid) is None
+    assert not procinfo.same_process(child.pid, "linux:1")
+
+
+def test_lock_holders_names_the_processes_holding_a_file(path: str, tmp_path: object) -> None:
+    if path == "ps" and shutil.which("lsof") is None:
+        pytest.skip("this system cannot list a file's holders (no lsof)")
+    target = os.path.join(str(tmp_path), "held")
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"f = open({target!r}, 'w'); import time; time.sleep(60)"]
+    )
+    try:
+        wait_until(lambda: holder.pid in (procinfo.lock_holders(target) or []), 10, "holder")
+    finally:
+        holder.kill()
+        holder.wait()
