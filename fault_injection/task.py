@@ -21,6 +21,15 @@ Behaviour                                   What it does
 ``print-lot BYTES [--stream out|err|both]`` write exactly BYTES bytes of text lines to each
                                             chosen stream (default ``out``), exit 0
 ``exit-signal SIG``                         die by signal SIG (``TERM``, ``SIGKILL``, ``11``)
+``daemonize SEC [--pidfile FILE]            double fork and ``setsid``: a daemon in its own
+[--close-fds]``                             session sleeps SEC (or until killed); it records
+                                            ``daemon`` (its ``pid`` and ``sid``) before it
+                                            writes its pid to FILE; with ``--close-fds`` it
+                                            first closes every fd it inherited (0..1023, the
+                                            overlap lock included). The task exits 0 at once
+``close-fds-hang``                          close every inherited fd (0..1023: stdio, the
+                                            engine's attempt lock, ...) but the overlap lock,
+                                            record ``ready``, sleep until killed
 ==========================================  ================================================
 
 Options (before the behaviour):
@@ -39,24 +48,35 @@ Options (before the behaviour):
 ``--label NAME``
     Label put on every record; defaults to ``$WF_STEP_ID``, else ``task``.
 
+Overlap detector: with ``--record FILE``, every execution holds an exclusive ``flock`` on
+``FILE.<label>.running`` (the label percent-quoted; a long one cut, plus a hash) from just after
+its ``start`` record until it exits; its children inherit it (``daemonize`` without
+``--close-fds`` too). If another execution of the same label holds it, the task appends an
+``overlap`` record (``label``, ``pid``, ``attempt``, ``time``) right after its ``start`` and
+carries on with its behaviour anyway: two executions of one step ran at once.
+:func:`read_overlaps` lists them.
+
 Bad arguments exit 2 (argparse) and write no record. Tests read the record file with
-:func:`read_records` and :func:`count_starts`.
+:func:`read_records`, :func:`count_starts` and :func:`read_overlaps`.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import fcntl
+import hashlib
 import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.parse
 from collections.abc import Sequence
 from typing import NoReturn, TypeAlias
 
-__all__ = ["count_starts", "main", "read_records"]
+__all__ = ["count_starts", "main", "overlap_lock_path", "read_overlaps", "read_records"]
 
 StrPath: TypeAlias = "str | os.PathLike[str]"
 
@@ -71,6 +91,10 @@ _NON_FATAL_SIGNALS = frozenset(
      "SIGTTIN", "SIGTTOU"}
 )  # fmt: skip
 _GRANDCHILD_CODE = "import time\nwhile True:\n    time.sleep(3600)\n"
+#: Descriptors ``close-fds-hang`` and ``daemonize --close-fds`` close: 0 up to this, excluded.
+_MAX_FD = 1024
+#: Longest quoted label kept whole in an overlap lock's name (file names stop at 255 bytes).
+_MAX_LABEL_NAME = 100
 
 
 # --------------------------------------------------------------------------- records
@@ -109,6 +133,29 @@ def count_starts(path: StrPath, label: str | None = None) -> int:
         for record in read_records(path)
         if record.get("event") == "start" and (label is None or record.get("label") == label)
     )
+
+
+def read_overlaps(path: StrPath, label: str | None = None) -> list[dict[str, object]]:
+    """The ``overlap`` records in *path*, only *label*'s if given.
+
+    Each is an execution that began while another execution of its label still ran.
+    """
+    return [
+        record
+        for record in read_records(path)
+        if record.get("event") == "overlap" and (label is None or record.get("label") == label)
+    ]
+
+
+def overlap_lock_path(record: StrPath, label: str) -> str:
+    """The file whose ``flock`` the executions of *label* recording into *record* hold.
+
+    A label too long for a file name is cut and made unique by a hash of the whole label.
+    """
+    name = urllib.parse.quote(label, safe="")
+    if len(name) > _MAX_LABEL_NAME:
+        name = f"{name[:_MAX_LABEL_NAME]}-{hashlib.sha256(label.encode()).hexdigest()[:16]}"
+    return f"{os.fspath(record)}.{name}.running"
 
 
 class _Recorder:
@@ -237,6 +284,13 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("exit-signal", help="die by signal SIG")
     p.add_argument("sig", type=_fatal_signal, metavar="SIG")
 
+    p = sub.add_parser("daemonize", help="leave a daemon sleeping SEC in its own session, exit 0")
+    p.add_argument("seconds", type=_seconds, metavar="SEC")
+    p.add_argument("--pidfile", metavar="FILE", help="gets the daemon's pid")
+    p.add_argument("--close-fds", action="store_true", help="the daemon closes every fd")
+
+    sub.add_parser("close-fds-hang", help="close every inherited fd, record 'ready', hang")
+
     return parser
 
 
@@ -274,6 +328,66 @@ def _hang_with_grandchild(rec: _Recorder, pidfile: str) -> NoReturn:
     # Record first: once the pidfile exists, the grandchild record is there too.
     rec.emit("grandchild", pid=grandchild.pid, parent_pid=os.getpid())
     _write_pidfile(pidfile, grandchild.pid)
+    _sleep_forever()
+
+
+def _hold_overlap_lock(rec: _Recorder) -> int | None:
+    """Take this label's overlap lock for the whole execution; record an ``overlap`` if held.
+
+    The descriptor is inheritable and never closed, so the lock lasts as long as this process
+    and every child that inherited it. Without ``--record`` there is nothing to detect.
+    """
+    if rec.path is None:
+        return None
+    fd = os.open(overlap_lock_path(rec.path, rec.label), os.O_RDWR | os.O_CREAT, 0o644)
+    os.set_inheritable(fd, True)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        rec.emit("overlap", attempt=_attempt())
+    return fd
+
+
+def _close_fds_except(keep: int | None) -> None:
+    """Close descriptors 0.._MAX_FD-1 but ``keep`` (records are appended through fresh fds)."""
+    if keep is None:
+        os.closerange(0, _MAX_FD)
+    else:
+        os.closerange(0, keep)
+        os.closerange(keep + 1, _MAX_FD)
+
+
+def _daemonize(rec: _Recorder, seconds: float, pidfile: str | None, close_fds: bool) -> None:
+    """Double fork and ``setsid``: the daemon is out of the task's session and process group."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    middle = os.fork()
+    if middle == 0:
+        os.setsid()
+        if os.fork() == 0:
+            _daemon(rec, seconds, pidfile, close_fds)
+        os._exit(0)
+    os.waitpid(middle, 0)
+
+
+def _daemon(rec: _Recorder, seconds: float, pidfile: str | None, close_fds: bool) -> NoReturn:
+    try:
+        if close_fds:
+            _close_fds_except(None)
+        # Record first: once the pidfile exists, the daemon record is there (and fds closed).
+        rec.emit("daemon", sid=os.getsid(0))
+        if pidfile is not None:
+            _write_pidfile(pidfile, os.getpid())
+        time.sleep(seconds)
+    finally:
+        os._exit(0)
+
+
+def _close_fds_hang(rec: _Recorder, overlap_fd: int | None) -> NoReturn:
+    sys.stdout.flush()
+    sys.stderr.flush()
+    _close_fds_except(overlap_fd)
+    rec.emit("ready")
     _sleep_forever()
 
 
@@ -344,6 +458,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     rec = _Recorder(record, args.label)
     rec.emit("start", pgid=os.getpgrp(), attempt=_attempt())
+    overlap_fd = _hold_overlap_lock(rec)
 
     code = 0
     if behaviour == "ok":
@@ -387,6 +502,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sig: signal.Signals = args.sig
         rec.emit("end", exit_code=-sig.value, signal=sig.name)
         _exit_by_signal(sig)
+    elif behaviour == "daemonize":
+        _daemonize(rec, args.seconds, args.pidfile, args.close_fds)
+    elif behaviour == "close-fds-hang":
+        _close_fds_hang(rec, overlap_fd)
     else:  # pragma: no cover - argparse only accepts the behaviours above
         parser.error(f"unknown behaviour {behaviour!r}")
 

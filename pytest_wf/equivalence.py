@@ -4,8 +4,9 @@
 ``wf replay`` prints the same bytes every time, and ``wf replay --verify`` accepts every record.
 
 ``assert_resume_equivalent(harness, workflow, crash_point)``: a run SIGKILLed at the crash point
-and resumed ends in the same step states as an uninterrupted run; no step that had durably
-SUCCEEDED runs again; a step starts at most once more than it was interrupted.
+(for ``power_loss``, then stripped of what it never fsynced) and resumed ends in the same step
+states as an uninterrupted run; no step that had durably SUCCEEDED runs again; a step starts at
+most once more than it was interrupted.
 
 On a mismatch the assertion shows the first divergent event and a diff of the step states.
 """
@@ -123,7 +124,11 @@ def assert_resume_equivalent(
     *options: str,
     reference: RunResult | None = None,
 ) -> ResumeOutcome:
-    """Crash at ``crash_point`` = ``(seq, point)``, resume, compare with an uncrashed run."""
+    """Crash at ``crash_point`` = ``(seq, point)``, resume, compare with an uncrashed run.
+
+    With ``power_loss`` the run folder is cut down to what the engine had fsynced before the
+    resume (``WfHarness.crash``), so "durably SUCCEEDED" means in the log that survived the cut.
+    """
     __tracebackhide__ = True
     reference = reference or harness.run(workflow, *options)
     seq, point = crash_point

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import wf_engine
+from fault_injection.powerloss import PowerLoss, drop_unsynced, unsynced_batch_start
 from wf_engine.eventlog import Record, read_log
 from wf_engine.store import RunPaths, RunStore
 
@@ -40,6 +41,8 @@ class RunResult:
     status: dict[str, Any] | None = field(default=None, repr=False)
     #: ``wf run --json``: the state the runner held when it stopped (None if it was killed).
     live: dict[str, Any] | None = field(default=None, repr=False)
+    #: ``crash(..., point="power_loss")``: what the modelled power cut removed or truncated.
+    lost: PowerLoss | None = field(default=None, repr=False)
 
     @property
     def state(self) -> str | None:
@@ -132,23 +135,62 @@ class WfHarness:
     ) -> RunResult:
         """``wf run --json`` to the end; the result carries the live state and ``wf status``."""
         run_id = run_id or self.new_run_id()
-        path = self.workflow_file(workflow)
-        args = ["run", path, "--run-id", run_id, *options]
+        return self._with_live(self._run_only(workflow, options, run_id, env, timeout), run_id)
+
+    def _run_only(
+        self,
+        workflow: WorkflowSpec,
+        options: Sequence[str],
+        run_id: str,
+        env: Mapping[str, str] | None,
+        timeout: float,
+    ) -> subprocess.CompletedProcess[str]:
+        args = ["run", self.workflow_file(workflow), "--run-id", run_id, *options]
         if "--json" not in options:
             args.append("--json")
-        done = self.cli(*args, env=env, timeout=timeout)
-        result = self._result(done, run_id)
+        return self.cli(*args, env=env, timeout=timeout)
+
+    def _with_live(
+        self, done: subprocess.CompletedProcess[str], run_id: str, lost: PowerLoss | None = None
+    ) -> RunResult:
+        result = replace(self._result(done, run_id), lost=lost)
         if done.stdout.startswith("{"):
             result = replace(result, live=json.loads(done.stdout))
         return result
 
     def crash(
-        self, workflow: WorkflowSpec, seq: int, point: str = "after_sync", *options: str
+        self,
+        workflow: WorkflowSpec,
+        seq: int,
+        point: str = "after_sync",
+        *options: str,
+        seed: int | None = None,
     ) -> RunResult:
-        """``wf run`` SIGKILLed by the crash plugin at record ``seq`` (fault_injection.crash)."""
+        """``wf run`` SIGKILLed by the crash plugin at record ``seq`` (fault_injection.crash).
+
+        ``power_loss`` then applies ``fault_injection.powerloss.drop_unsynced`` (seeded by
+        ``seed``, default ``seq``) to the run folder before the result is read, while the steps
+        the engine started keep running; ``lost`` on the result says what it dropped.
+        """
         from fault_injection.crash import crash_env
 
-        return self.run(workflow, *options, env=crash_env(seq, point))
+        if point != "power_loss":
+            return self.run(workflow, *options, env=crash_env(seq, point))
+        run_id = self.new_run_id()
+        journal = str(self.workdir / f"{run_id}.syncs.jsonl")
+        env = crash_env(seq, point, journal=journal)
+        done = self._run_only(workflow, options, run_id, env, timeout=120)
+        lost = None
+        if done.returncode == -signal.SIGKILL:  # else the run ended first: all of it is durable
+            lost = self._power_cut(run_id, journal, seq if seed is None else seed)
+        return self._with_live(done, run_id, lost)
+
+    def _power_cut(self, run_id: str, journal: str, seed: int) -> PowerLoss | None:
+        """Drop what the killed engine never fsynced (nothing if the run was never created)."""
+        paths = RunStore(self.home).paths(run_id)
+        if not os.path.exists(paths.events):
+            return None
+        return drop_unsynced(paths.root, unsynced_batch_start(paths.events), seed, journal)
 
     def resume_until_finished(self, run_id: str, limit: int = 5) -> RunResult:
         """``wf resume`` until the run has finished (a resume may itself be cut short)."""
@@ -341,6 +383,23 @@ class TaskKit:
         from fault_injection.task import count_starts
 
         return count_starts(self.record, label)
+
+    def overlaps(self, label: str | None = None) -> list[dict[str, object]]:
+        """``overlap`` records: executions that began while another of their label still ran."""
+        from fault_injection.task import read_overlaps
+
+        return read_overlaps(self.record, label)
+
+    def assert_no_overlap(self) -> None:
+        """Fail, naming each step, if two executions of one step (label) ever ran at once."""
+        __tracebackhide__ = True
+        lines = [
+            f"two executions of step {r['label']!r} overlapped: pid {r['pid']} (attempt "
+            f"{r.get('attempt')}) started while another one was still running"
+            for r in self.overlaps()
+        ]
+        if lines:
+            raise AssertionError("\n".join([*lines, f"(records: {self.record})"]))
 
     def pids(self, event: str, label: str | None = None) -> list[int]:
         return [

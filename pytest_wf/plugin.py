@@ -19,7 +19,7 @@ import pytest
 
 from pytest_wf.harness import RunResult, TaskKit, WfHarness, WorkflowSpec
 
-CRASH_POINTS = ("before_write", "before_sync", "after_sync")
+CRASH_POINTS = ("before_write", "before_sync", "after_sync", "power_loss")
 DEFAULT_DEPTH = 30
 _REFERENCES = pytest.StashKey[dict[str, RunResult]]()
 

@@ -19,7 +19,12 @@ from pathlib import Path
 import pytest
 
 from pytest_wf import WfHarness, dag, step
-from pytest_wf.equivalence import EquivalenceError, assert_replay_equivalent, first_divergence
+from pytest_wf.equivalence import (
+    EquivalenceError,
+    assert_replay_equivalent,
+    assert_resume_equivalent,
+    first_divergence,
+)
 
 pytest_plugins = ["pytester"]
 
@@ -246,6 +251,35 @@ def test_crash_options_change_the_matrix(pytester: pytest.Pytester) -> None:
             "4 tests collected*",
         ]
     )
+
+
+def test_power_loss_is_a_crash_point_of_the_matrix_not_a_default(
+    pytester: pytest.Pytester,
+) -> None:
+    user_tests(
+        pytester,
+        """
+        @pytest.mark.wf_crash_matrix(points=("power_loss",), depth=2)
+        def test_cut(wf_resume_equivalent, wf_crash_point):
+            pass
+
+        @pytest.mark.wf_crash_matrix(depth=1)
+        def test_default(wf_resume_equivalent, wf_crash_point):
+            pass
+        """,
+    )
+    collected = run(pytester, "--collect-only", "-q")
+    collected.stdout.fnmatch_lines(
+        ["*::test_cut?power_loss@1?", "*::test_cut?power_loss@2?", "*::test_default?after_sync@1?"]
+    )
+    forced = run(pytester, "--collect-only", "-q", "--wf-crash-points=power_loss")
+    forced.stdout.fnmatch_lines(["*::test_default?power_loss@1?", "3 tests collected*"])
+
+
+def test_resume_equivalence_after_a_power_loss(wf: WfHarness) -> None:
+    workflow = dag("cut", [step("a", ["sleep", "0.2"]), step("b", ["true"], ["a"])])
+    outcome = assert_resume_equivalent(wf, workflow, (5, "power_loss"))  # a's `spawned` batch
+    assert outcome.crashed and outcome.resumed.state == "SUCCEEDED"
 
 
 def test_an_unknown_crash_point_is_refused(pytester: pytest.Pytester) -> None:

@@ -16,13 +16,18 @@ from typing import Any
 
 import pytest
 
-from pytest_wf import process_alive
+from pytest_wf import TaskKit, process_alive
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from fault_injection.task import count_starts, read_records  # noqa: E402
+from fault_injection.task import (  # noqa: E402
+    count_starts,
+    overlap_lock_path,
+    read_overlaps,
+    read_records,
+)
 
 TIMEOUT = 30.0  # upper bound for anything we wait for; never a fixed sleep
 
@@ -375,7 +380,8 @@ def test_exit_signal(tmp_path: Path, name: str, sig: signal.Signals) -> None:
         ("start", None),
         ("end", -sig.value),
     ]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rec.jsonl"]  # no core file
+    no_core = ["rec.jsonl", "rec.jsonl.task.running"]  # the record and the overlap lock
+    assert sorted(p.name for p in tmp_path.iterdir()) == no_core
 
 
 # --------------------------------------------------------------------------- grandchild
@@ -409,7 +415,8 @@ def test_hang_with_grandchild_same_group_killpg_kills_both(tmp_path: Path, procs
     assert gc["pid"] == grandchild
     assert gc["parent_pid"] == proc.pid
     # Only the pidfile and the record: the temp file was renamed into place.
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["grandchild.pid", "rec.jsonl"]
+    names = ["grandchild.pid", "rec.jsonl", "rec.jsonl.task.running"]  # + the overlap lock
+    assert sorted(p.name for p in tmp_path.iterdir()) == names
 
     os.killpg(proc.pid, signal.SIGKILL)
     assert proc.wait(timeout=TIMEOUT) == -signal.SIGKILL
@@ -508,3 +515,103 @@ def test_read_records_missing_file_and_corruption(tmp_path: Path) -> None:
     _write(path, [b"[1, 2]\n"])
     with pytest.raises(ValueError, match="not an object"):
         read_records(path)
+
+
+# --------------------------------------------------------------------------- overlap detector
+
+
+def test_two_executions_of_one_label_at_once_record_an_overlap(
+    tmp_path: Path, procs: Procs
+) -> None:
+    record = tmp_path / "rec.jsonl"
+    first = procs.start("--record", str(record), "--label", "build", "hang")
+    wait_until(lambda: count_starts(record, "build") == 1, "the first start")
+    other = run_kit(tmp_path, "--record", str(record), "--label", "other", "ok")
+    second = run_kit(
+        tmp_path, "--record", str(record), "--label", "build", "ok", env=kit_env(WF_ATTEMPT="2")
+    )
+    assert other.returncode == 0 and second.returncode == 0  # the behaviour runs anyway
+    overlaps = read_overlaps(record)
+    assert [(r["label"], r["attempt"]) for r in overlaps] == [("build", 2)]
+    assert overlaps[0]["pid"] != first.pid
+    assert Path(overlap_lock_path(record, "build")).exists()
+
+
+def test_executions_one_after_the_other_do_not_overlap(tmp_path: Path) -> None:
+    record = tmp_path / "rec.jsonl"
+    for _ in range(2):
+        assert run_kit(tmp_path, "--record", str(record), "--label", "a/b", "ok").returncode == 0
+    assert read_overlaps(record) == []
+    assert overlap_lock_path(record, "a/b") == f"{record}.a%2Fb.running"
+    long_name = os.path.basename(overlap_lock_path(record, "x" * 8000))
+    assert len(long_name) < 255 and long_name != os.path.basename(overlap_lock_path(record, "x"))
+
+
+def test_a_grandchild_keeps_the_overlap_lock(tmp_path: Path, procs: Procs) -> None:
+    record, pidfile = tmp_path / "rec.jsonl", tmp_path / "gc.pid"
+    task = procs.start("--record", str(record), "hang-with-grandchild", "--pidfile", str(pidfile))
+    wait_until(pidfile.exists, "the grandchild pid file")
+    task.kill()
+    task.wait(timeout=TIMEOUT)
+    assert run_kit(tmp_path, "--record", str(record), "ok").returncode == 0
+    assert [r["label"] for r in read_overlaps(record)] == ["task"]
+
+
+def test_task_kit_assert_no_overlap_names_the_step(tmp_path: Path, procs: Procs) -> None:
+    kit = TaskKit(tmp_path / "rec.jsonl")
+    procs.start(*kit("hang", label="deploy")[3:])
+    wait_until(lambda: kit.starts("deploy") == 1, "the first start")
+    kit.assert_no_overlap()
+    assert subprocess.run(kit("ok", label="deploy"), env=kit_env(), check=False).returncode == 0
+    assert [r["label"] for r in kit.overlaps("deploy")] == ["deploy"] and kit.overlaps("x") == []
+    with pytest.raises(AssertionError, match="two executions of step 'deploy' overlapped"):
+        kit.assert_no_overlap()
+
+
+# --------------------------------------------------------------------------- daemons, closed fds
+
+
+def _open_fds(pid: int) -> set[int]:
+    return {int(name) for name in os.listdir(f"/proc/{pid}/fd")}
+
+
+linux_only = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+
+
+@linux_only
+@pytest.mark.parametrize("close_fds", [False, True])
+def test_daemonize_leaves_a_daemon_in_its_own_session(tmp_path: Path, close_fds: bool) -> None:
+    record, pidfile = tmp_path / "rec.jsonl", tmp_path / "daemon.pid"
+    args = ["--record", str(record), "daemonize", "30", "--pidfile", str(pidfile)]
+    command = kit_command(*args, *(["--close-fds"] if close_fds else []))
+    # No pipes: a daemon that keeps its fds would hold them open (as daemons do).
+    done = subprocess.run(command, env=kit_env(), stdout=subprocess.DEVNULL, timeout=TIMEOUT)
+    assert done.returncode == 0  # the task exits at once; the daemon lives on
+    daemon = int(pidfile.read_text())
+    try:
+        assert process_alive(daemon)
+        records = {str(r["event"]): r for r in read_records(record)}
+        assert sorted(records) == ["daemon", "end", "start"]
+        start, note = records["start"], records["daemon"]
+        assert note["pid"] == daemon and note["sid"] == os.getsid(daemon) != start["pgid"]
+        assert os.getpgid(daemon) != start["pgid"]
+        assert (_open_fds(daemon) == set()) is close_fds
+    finally:
+        os.kill(daemon, signal.SIGKILL)
+    wait_until(lambda: not process_alive(daemon), "the daemon to die")
+
+
+@linux_only
+def test_close_fds_hang_closes_what_it_inherited(tmp_path: Path, procs: Procs) -> None:
+    record = tmp_path / "rec.jsonl"
+    inherited = os.open(tmp_path / "held", os.O_RDWR | os.O_CREAT)
+    try:
+        os.set_inheritable(inherited, True)
+        proc = procs.start("--record", str(record), "close-fds-hang", pass_fds=(inherited,))
+        wait_until(lambda: "ready" in events(record), "the ready record")
+    finally:
+        os.close(inherited)
+    lock = Path(overlap_lock_path(record, "task")).resolve()
+    fds = {fd: os.readlink(f"/proc/{proc.pid}/fd/{fd}") for fd in _open_fds(proc.pid)}
+    assert list(fds.values()) == [str(lock)]  # stdio and the inherited fd are gone
+    assert proc.poll() is None
