@@ -28,10 +28,10 @@ sys.path.insert(0, str(REPO))
 
 from fault_injection.crash import crash_env  # noqa: E402
 from pytest_wf.harness import process_alive  # noqa: E402
-from wf_engine.engine import resume_run  # noqa: E402
-from wf_engine.eventlog import read_log  # noqa: E402
-from wf_engine.plugins import Plugins  # noqa: E402
-from wf_engine.store import RunStore  # noqa: E402
+from wf_engine.log.eventlog import read_log  # noqa: E402
+from wf_engine.plugins.manager import Plugins  # noqa: E402
+from wf_engine.runtime.store import RunStore  # noqa: E402
+from wf_engine.runtime.takeover import resume_run  # noqa: E402
 
 
 def _wf(

@@ -18,7 +18,7 @@ power cut then loses is applied afterwards, by whoever waited for the engine's d
 and for a folder its entries), so the model keeps exactly what the engine made durable.
 
 ``crash_env(seq, point)`` builds the environment. It uses only the hooks any plugin gets, plus
-the ``wf_engine.durable.sync`` seam for the journal.
+the ``wf_engine.log.durable.sync`` seam for the journal.
 """
 
 from __future__ import annotations
@@ -29,7 +29,8 @@ import signal
 import stat
 from typing import Any
 
-from wf_engine import durable, hookimpl
+from wf_engine import hookimpl
+from wf_engine.log import durable
 
 POINTS = ("before_write", "before_sync", "after_sync", "power_loss")
 #: Points whose kill happens after the batch's write and before its fsync.

@@ -5,7 +5,7 @@ A wf plugin, activated by environment variables in the engine process::
     WF_PLUGINS=fault_injection.disk
     WF_FAULT_DISK=sync:EIO:3       # operation : errno name : call number (1-based)
 
-On import it wraps one of the seams of ``wf_engine.durable``: ``write`` (``write_all``, every
+On import it wraps one of the seams of ``wf_engine.log.durable``: ``write`` (``write_all``, every
 durable write: log batches, the cancel request), ``sync`` (every fsync) or ``advisory``
 (``write_advisory``: the pid an attempt's lock file names, written right after the spawn). A
 failing write first writes half of its bytes, as a disk that fills up mid-write would. Every
@@ -19,7 +19,7 @@ import errno
 import os
 from collections.abc import Callable
 
-from wf_engine import durable
+from wf_engine.log import durable
 
 ENV = "WF_FAULT_DISK"
 OPERATIONS = ("write", "sync", "advisory")

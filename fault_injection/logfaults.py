@@ -65,7 +65,7 @@ def lose_unsynced(path: str, synced_size: int, seed: int = 0, keep: float = 0.5)
 
 def batch_boundaries(path: str) -> list[int]:
     """Byte offsets where each commit batch ends (the fsynced sizes the log went through)."""
-    from wf_engine.eventlog import LogScan
+    from wf_engine.log.eventlog import LogScan
 
     ends: list[int] = []
     offset = 0
@@ -77,7 +77,7 @@ def batch_boundaries(path: str) -> list[int]:
 
 
 def _encoded_line(record: dict[str, object]) -> bytes:
-    from wf_engine.eventlog import encode_record
+    from wf_engine.log.eventlog import encode_record
 
     copy = {key: value for key, value in record.items() if key != "crc"}
     return encode_record(copy)

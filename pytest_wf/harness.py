@@ -21,8 +21,8 @@ from typing import Any
 
 import wf_engine
 from fault_injection.powerloss import PowerLoss, drop_unsynced, unsynced_batch_start
-from wf_engine.eventlog import Record, read_log
-from wf_engine.store import RunPaths, RunStore
+from wf_engine.log.eventlog import Record, read_log
+from wf_engine.runtime.store import RunPaths, RunStore
 
 WorkflowSpec = Mapping[str, Any] | str | os.PathLike[str]
 #: The folder holding the ``wf_engine`` package this process runs, first on child PYTHONPATHs.

@@ -70,7 +70,7 @@ from hypothesis.strategies import DrawFn, SearchStrategy
 
 from fault_injection.crash import POINTS
 from pytest_wf.harness import TaskKit
-from wf_engine.model import is_valid_id
+from wf_engine.core.model import is_valid_id
 
 __all__ = [
     "BEHAVIOURS",

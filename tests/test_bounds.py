@@ -1,6 +1,6 @@
 """Every number ``wf validate`` accepts is one ``wf run`` can act on, and no other.
 
-The bounds live in ``wf_engine.model`` (``MAX_SECONDS``, ``MAX_RETRIES``, ``MAX_PARALLEL``).
+The bounds live in ``wf_engine.core.model`` (``MAX_SECONDS``, ``MAX_RETRIES``, ``MAX_PARALLEL``).
 Above them a workflow is refused with exit 2 before anything runs; at them, and down to the
 tiniest positive float, a run reaches a terminal state through the real CLI without a traceback.
 """
@@ -19,10 +19,10 @@ from hypothesis import strategies as st
 
 from pytest_wf import RunningWf, RunResult, TaskKit, WfHarness, dag, step
 from pytest_wf.strategies import workflow_json
-from wf_engine import clock
-from wf_engine.eventlog import Record
-from wf_engine.model import MAX_PARALLEL, MAX_RETRIES, MAX_SECONDS, Step
-from wf_engine.validate import workflow_from_data
+from wf_engine.core import clock
+from wf_engine.core.model import MAX_PARALLEL, MAX_RETRIES, MAX_SECONDS, Step
+from wf_engine.core.validation import workflow_from_data
+from wf_engine.log.eventlog import Record
 
 DURATIONS = ("timeout_sec", "retry_backoff_sec", "retry_backoff_max_sec", "kill_grace_sec")
 #: Every numeric field at its upper bound.

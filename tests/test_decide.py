@@ -1,4 +1,4 @@
-"""Tests for ``wf_engine.decide``: the scheduling policy, as stories told by a pure simulator.
+"""Tests for ``wf_engine.core.decide``: the scheduling policy, as stories told by a pure simulator.
 
 ``Sim`` plays the runner without processes or a disk: it calls ``decide`` until it has nothing
 to say, turns each command into a record with ``command_event`` and folds it, and plays attempt
@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from wf_engine import clock
-from wf_engine.decide import (
+from wf_engine.core import clock
+from wf_engine.core.decide import (
     AttemptResult,
     Command,
     Event,
@@ -27,10 +27,10 @@ from wf_engine.decide import (
     interrupted_event,
     next_retry_at,
 )
-from wf_engine.fold import RunState, apply, initial_state
-from wf_engine.model import MAX_RETRIES, MAX_SECONDS
-from wf_engine.states import RunStatus, StepState
-from wf_engine.verify import Verifier, VerifyError, check_record
+from wf_engine.core.fold import RunState, apply, initial_state
+from wf_engine.core.model import MAX_RETRIES, MAX_SECONDS
+from wf_engine.core.states import RunStatus, StepState
+from wf_engine.core.verify import Verifier, VerifyError, check_record
 
 P, R, X = StepState.PENDING, StepState.READY, StepState.RUNNING
 S, F, K, C = StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELLED
@@ -757,7 +757,7 @@ def test_verify_refuses_an_interruption_without_a_new_runner() -> None:
 
 
 def test_verifying_a_fan_out_is_linear(monkeypatch: pytest.MonkeyPatch) -> None:
-    import wf_engine.verify
+    import wf_engine.core.verify
 
     answered = 0
 
@@ -767,7 +767,7 @@ def test_verifying_a_fan_out_is_linear(monkeypatch: pytest.MonkeyPatch) -> None:
         answered += len(commands)
         return commands
 
-    monkeypatch.setattr(wf_engine.verify, "decide", counting_decide)
+    monkeypatch.setattr(wf_engine.core.verify, "decide", counting_decide)
     n = 1_000
     sim = Sim(*fan_out(n), max_parallel=4, paranoid=False)  # verify=True
     assert sim.run() is RunStatus.SUCCEEDED

@@ -8,7 +8,7 @@ import pytest
 
 from fault_injection.disk import disk_fault_env
 from pytest_wf import TaskKit, WfHarness, dag, process_alive, step
-from wf_engine.eventlog import read_log
+from wf_engine.log.eventlog import read_log
 
 
 @pytest.mark.parametrize("operation", ["write", "sync"])

@@ -1,6 +1,6 @@
 """The event log on real files: round trip, group commit, torn tails, corruption, write failures.
 
-The reader's contract (``wf_engine/eventlog.py``, ``docs/log-format.md``, SPEC §4): a *damaged*
+The reader's contract (``wf_engine/log/eventlog.py``, ``docs/log-format.md``, SPEC §4): a *damaged*
 line (incomplete, no checksum as last member, checksum mismatch, not JSON) is classified by its
 POSITION, not by its kind. Damage inside the last, incomplete commit batch is a *torn tail*
 (reported with the kind of its first damaged line, cut only on request, the cut bytes kept
@@ -24,9 +24,9 @@ from typing import Any
 
 import pytest
 
-from wf_engine import durable
 from wf_engine.errors import EXIT_CORRUPT, CorruptLog, StoreError
-from wf_engine.eventlog import (
+from wf_engine.log import durable
+from wf_engine.log.eventlog import (
     EventLog,
     LogScan,
     Record,
@@ -35,7 +35,7 @@ from wf_engine.eventlog import (
     encode_record,
     read_log,
 )
-from wf_engine.storefiles import open_regular, open_regular_fd
+from wf_engine.log.storefiles import open_regular, open_regular_fd
 
 TS = "2026-01-02T03:04:05.000006Z"
 Event = tuple[str, dict[str, Any]]

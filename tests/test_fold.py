@@ -1,4 +1,5 @@
-"""Tests for ``wf_engine.fold``: the state machine of SPEC §5 and the counters ``decide`` relies on.
+"""Tests for ``wf_engine.core.fold``: the state machine (docs/workflows.md, states) and the
+counters ``decide`` relies on.
 
 Each test writes log records by hand through ``Log``, a tiny writer that fills in ``seq``, ``ts``,
 ``from`` and ``attempt`` the way the engine would, so a test reads as the story of a run.
@@ -12,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from wf_engine import clock, records
+from wf_engine.core import clock, records
+from wf_engine.core.fold import RunState, apply, fold_records, initial_state
+from wf_engine.core.records import Kind
+from wf_engine.core.states import LEGAL_TRANSITIONS, RunStatus, StepState
 from wf_engine.errors import CorruptLog, IllegalTransition, MalformedRecord, StoreError
-from wf_engine.fold import RunState, apply, fold_records, initial_state
-from wf_engine.records import Kind
-from wf_engine.states import LEGAL_TRANSITIONS, RunStatus, StepState
 
 P, R, X = StepState.PENDING, StepState.READY, StepState.RUNNING
 S, F, K, C = StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELLED
@@ -477,7 +478,7 @@ def test_the_fold_never_reads_ts(new_ts: Any) -> None:
     assert original.status is RunStatus.CANCELLED
 
 
-# --- what readers check before folding (wf_engine.records) ---------------------------------------
+# --- what readers check before folding (wf_engine.core.records) ----------------------------------
 
 TS = clock.to_iso(T0)
 #: One well-formed record of each type, with every member a reader uses.

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pytest_wf import WfHarness
-from wf_engine.eventlog import encode_record
+from wf_engine.log.eventlog import encode_record
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 LOGS = sorted(path.stem for path in GOLDEN.glob("*.jsonl"))

@@ -24,7 +24,7 @@ import pytest
 
 from fault_injection.crash import crash_env
 from pytest_wf import RunResult, WfHarness, dag, step, wait_until
-from wf_engine import hookspecs
+from wf_engine.plugins import hookspecs
 
 REPO = Path(__file__).resolve().parent.parent
 DOCS = REPO / "docs" / "hooks.md"
@@ -47,7 +47,7 @@ def fires(*hooks: str) -> Callable[[Test], Test]:
 
 
 def hookspec_names() -> list[str]:
-    """Every hook ``wf_engine.hookspecs`` declares."""
+    """Every hook ``wf_engine.plugins.hookspecs`` declares."""
     marker = f"{hookspecs.PROJECT_NAME}_spec"
     return sorted(
         name

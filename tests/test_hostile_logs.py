@@ -32,8 +32,8 @@ from pytest_wf import TaskKit, WfHarness, dag, step
 from wf_engine.cli import cli
 from wf_engine.cli import inspect as cli_inspect
 from wf_engine.cli import resume as cli_resume
-from wf_engine.eventlog import encode_record
-from wf_engine.store import RunPaths, RunStore
+from wf_engine.log.eventlog import encode_record
+from wf_engine.runtime.store import RunPaths, RunStore
 
 Record = dict[str, Any]
 #: How long a command may take before the test calls it a hang (a refusal takes well under 1 s).

@@ -21,7 +21,7 @@ import pytest
 from fault_injection.disk import disk_fault_env
 from pytest_wf import WfHarness
 from pytest_wf.harness import TaskKit, dag, process_alive, step, wait_until
-from wf_engine import procinfo
+from wf_engine.runtime import procinfo
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -1,8 +1,8 @@
 """Plugins cannot change a run's outcome: whatever they raise, whatever they hand back.
 
-The facade (``wf_engine.plugins.Plugins``) is tested in this process with plugin objects; the
-rest through the real CLI, with the misbehaving plugins of ``tests/plugins/`` loaded by module
-name (``-p`` or ``$WF_PLUGINS``), as a user would load them.
+The facade (``wf_engine.plugins.manager.Plugins``) is tested in this process with plugin
+objects; the rest through the real CLI, with the misbehaving plugins of ``tests/plugins/``
+loaded by module name (``-p`` or ``$WF_PLUGINS``), as a user would load them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import pytest
 from pytest_wf import RunResult, WfHarness, dag, step
 from tests.plugins.base_exit import RAISES
 from wf_engine import hookimpl
-from wf_engine.plugins import BadHookValue, Plugins
+from wf_engine.plugins.manager import BadHookValue, Plugins
 
 REPO = Path(__file__).resolve().parent.parent
 BASE_EXIT = "tests.plugins.base_exit"

@@ -1,5 +1,5 @@
 """The portable paths, tested on every machine: the process and crash tests again, with
-``WF_PORTABLE=1`` hiding ``os.waitid`` and ``/proc`` (see ``wf_engine.oscaps``).
+``WF_PORTABLE=1`` hiding ``os.waitid`` and ``/proc`` (see ``wf_engine.runtime.oscaps``).
 
 macOS with Python 3.10-3.12 has neither, so this is what runs there: ``waitpid`` then draining
 the group, start times and attempt marks read through ``ps``. Each file runs in its own pytest

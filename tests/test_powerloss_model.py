@@ -10,7 +10,7 @@ import pytest
 
 from fault_injection.crash import crash_env, journal_entry
 from fault_injection.powerloss import drop_unsynced, read_journal, unsynced_batch_start
-from wf_engine.eventlog import EventLog, read_log
+from wf_engine.log.eventlog import EventLog, read_log
 
 TS = "2026-01-01T00:00:00.000000Z"
 SEEDS = range(40)

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_wf.harness import process_alive, wait_until
-from wf_engine import oscaps, procinfo
+from wf_engine.runtime import oscaps, procinfo
 
 PATHS = ["procfs", "ps"] if sys.platform.startswith("linux") else ["ps"]
 

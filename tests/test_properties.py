@@ -37,9 +37,9 @@ from pytest_wf.strategies import (
     workflow_plans,
     workflows,
 )
-from wf_engine.eventlog import Record, read_log
-from wf_engine.store import RunStore
-from wf_engine.validate import WorkflowInvalid, parse_workflow, workflow_from_data
+from wf_engine.core.validation import WorkflowInvalid, parse_workflow, workflow_from_data
+from wf_engine.log.eventlog import Record, read_log
+from wf_engine.runtime.store import RunStore
 
 CLI = settings(
     deadline=None,

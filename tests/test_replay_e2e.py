@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from pytest_wf import RunResult, TaskKit, WfHarness, dag, step
-from wf_engine.eventlog import encode_record
+from wf_engine.log.eventlog import encode_record
 
 
 @pytest.fixture

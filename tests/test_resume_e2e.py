@@ -22,10 +22,10 @@ from fault_injection.logfaults import (
 )
 from pytest_wf import TaskKit, WfHarness, dag, process_alive, step, wait_until
 from pytest_wf.equivalence import ResumeOutcome
-from wf_engine.engine import resume_run
-from wf_engine.eventlog import LogScan, read_log
-from wf_engine.plugins import Plugins
-from wf_engine.store import RunStore
+from wf_engine.log.eventlog import LogScan, read_log
+from wf_engine.plugins.manager import Plugins
+from wf_engine.runtime.store import RunStore
+from wf_engine.runtime.takeover import resume_run
 
 REPO = Path(__file__).resolve().parent.parent
 PIPELINE = REPO / "examples" / "image_pipeline" / "workflow.json"

@@ -8,7 +8,7 @@ import signal
 from pathlib import Path
 
 from pytest_wf import TaskKit, WfHarness, dag, process_alive, step, wait_until
-from wf_engine import clock
+from wf_engine.core import clock
 
 REPO = Path(__file__).resolve().parent.parent
 

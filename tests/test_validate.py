@@ -1,4 +1,4 @@
-"""Tests for ``wf_engine.validate``: every rule, with the exact path and message it reports."""
+"""Tests for ``wf_engine.core.validation``: every rule, with the exact path and message."""
 
 from __future__ import annotations
 
@@ -11,15 +11,15 @@ from typing import Any
 
 import pytest
 
-from wf_engine.errors import EXIT_USAGE, UsageError
-from wf_engine.model import MAX_PARALLEL, MAX_RETRIES, MAX_SECONDS, Step, Workflow
-from wf_engine.validate import (
+from wf_engine.core.model import MAX_PARALLEL, MAX_RETRIES, MAX_SECONDS, Step, Workflow
+from wf_engine.core.validation import (
     Problem,
     WorkflowInvalid,
     load_workflow,
     parse_workflow,
     workflow_from_data,
 )
+from wf_engine.errors import EXIT_USAGE, UsageError
 
 ID_RULE = "1-128 characters of A-Z, a-z, 0-9, '_', '.', '-', not starting with '.' or '-'"
 

@@ -6,8 +6,13 @@ The log (``events.jsonl``) is the single source of truth; see docs/log-format.md
 
 from __future__ import annotations
 
-from wf_engine.plugins import hookimpl
-from wf_engine.validate import WorkflowInvalid, load_workflow, parse_workflow, workflow_from_data
+from wf_engine.core.validation import (
+    WorkflowInvalid,
+    load_workflow,
+    parse_workflow,
+    workflow_from_data,
+)
+from wf_engine.plugins.manager import hookimpl
 
 __all__ = ["WorkflowInvalid", "hookimpl", "load_workflow", "parse_workflow", "workflow_from_data"]
 __version__ = "0.1.0"

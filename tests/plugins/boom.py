@@ -1,7 +1,7 @@
 """A plugin that raises in every hook the engine isolates: the run must not notice.
 
 It leaves ``wf_log_before_write`` / ``wf_log_before_sync`` alone: an exception there propagates
-on purpose (it models a failed write), see ``wf_engine.hookspecs``.
+on purpose (it models a failed write), see ``wf_engine.plugins.hookspecs``.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Record every hook call, as one JSON line each, into the file named by ``$WF_TEST_RECORD``.
 
 Besides the arguments, each line says which thread made the call and what the log held at that
-moment, so a test can check the guarantees of ``wf_engine.hookspecs``:
+moment, so a test can check the guarantees of ``wf_engine.plugins.hookspecs``:
 
 * ``in_log``: for the event hooks, whether the record was already in ``events.jsonl``, exactly as
   the hook received it (it must be: hooks only see durable records);
@@ -18,7 +18,7 @@ import threading
 from typing import Any
 
 from wf_engine import hookimpl
-from wf_engine.eventlog import read_log
+from wf_engine.log.eventlog import read_log
 
 RECORD_ENV = "WF_TEST_RECORD"
 

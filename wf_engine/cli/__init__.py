@@ -1,4 +1,7 @@
-"""The ``wf`` command line: one module per command, attached to one group.
+"""The ``wf`` command line: one module per command, attached to one group, plus the renderers.
+
+The only layer that imports ``click`` (checked by the import contract in ``pyproject.toml``); it
+may import every other layer. ``progress`` is the progress output, itself a plugin.
 
 Engine errors (``WfError``) become a one-line message and their exit code here, at the edge, and
 nowhere deeper: 0 ok, 1 run FAILED, 2 usage or invalid input, 3 run CANCELLED, 4 corrupt or
@@ -21,14 +24,14 @@ import click
 from wf_engine.cli.cancel import cancel_command
 from wf_engine.cli.context import CliContext
 from wf_engine.cli.graph import graph_command
-from wf_engine.cli.inspect import list_command, logs_command, replay_command, status_command
 from wf_engine.cli.plugins import plugins_command
+from wf_engine.cli.readers import list_command, logs_command, replay_command, status_command
 from wf_engine.cli.resume import resume_command
 from wf_engine.cli.run import run_command
 from wf_engine.cli.validate import validate_command
+from wf_engine.core.validation import WorkflowInvalid
 from wf_engine.errors import EXIT_CORRUPT, WfError
-from wf_engine.plugins import Plugins
-from wf_engine.validate import WorkflowInvalid
+from wf_engine.plugins.manager import Plugins
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer

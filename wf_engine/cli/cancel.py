@@ -6,11 +6,11 @@ import math
 
 import click
 
-from wf_engine.cancel import cancel_run
 from wf_engine.cli.context import CliContext, note
+from wf_engine.core.model import MAX_SECONDS
+from wf_engine.core.states import RunStatus
 from wf_engine.errors import EXIT_OK, EXIT_RUN_FAILED
-from wf_engine.model import MAX_SECONDS
-from wf_engine.states import RunStatus
+from wf_engine.runtime.cancellation import cancel_run
 
 
 def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:

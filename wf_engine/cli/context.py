@@ -7,11 +7,11 @@ from collections.abc import Sequence
 
 import click
 
+from wf_engine.cli.progress import ProgressReporter
+from wf_engine.core.states import RunStatus
 from wf_engine.errors import EXIT_CANCELLED, EXIT_OK, EXIT_RUN_FAILED
-from wf_engine.plugins import Plugins
-from wf_engine.progress import ProgressReporter
-from wf_engine.states import RunStatus
-from wf_engine.store import RunStore
+from wf_engine.plugins.manager import Plugins
+from wf_engine.runtime.store import RunStore
 
 EXIT_CODES = {
     RunStatus.SUCCEEDED: EXIT_OK,

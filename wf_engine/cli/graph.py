@@ -7,9 +7,9 @@ import os
 import click
 
 from wf_engine.cli.context import CliContext
-from wf_engine.inspect import read_run
-from wf_engine.model import Workflow
-from wf_engine.validate import load_workflow
+from wf_engine.core.model import Workflow
+from wf_engine.core.validation import load_workflow
+from wf_engine.runtime.runview import read_run
 
 
 @click.command("graph")

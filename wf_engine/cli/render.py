@@ -1,15 +1,16 @@
 """Plain-text rendering shared by ``status`` and ``replay`` (deterministic: no clock, no tty).
 
 Everything rendered here comes out of ``fold_records``, which checked every member these
-functions read (``wf_engine.records``: ``ts`` and ``retry_at`` parse as times, ``attempt`` is an
-integer, ``run_created`` holds a valid workflow …), so they index records without guarding.
+functions read (``wf_engine.core.records``: ``ts`` and ``retry_at`` parse as times,
+``attempt`` is an integer, ``run_created`` holds a valid workflow …), so they index records
+without guarding.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from wf_engine.clock import from_iso
+from wf_engine.core.clock import from_iso
 from wf_engine.errors import WfError
 
 _COLUMNS = ("STEP", "STATE", "ATTEMPTS", "EXIT", "REASON", "DURATION")

@@ -6,12 +6,12 @@ import click
 
 from wf_engine.cli.context import EXIT_CODES, CliContext, note
 from wf_engine.cli.render import error_text
-from wf_engine.engine import resume_run
 from wf_engine.errors import EXIT_CANCELLED, EXIT_CORRUPT, EXIT_OK, EXIT_RUN_FAILED, WfError
-from wf_engine.inspect import read_run
-from wf_engine.ownership import is_owned
-from wf_engine.plugins import Plugins
-from wf_engine.stopsignals import StopSignals
+from wf_engine.plugins.manager import Plugins
+from wf_engine.runtime.ownership import is_owned
+from wf_engine.runtime.runview import read_run
+from wf_engine.runtime.stopsignals import StopSignals
+from wf_engine.runtime.takeover import resume_run
 
 _SEVERITY = [EXIT_OK, EXIT_CANCELLED, EXIT_RUN_FAILED]
 

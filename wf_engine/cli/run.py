@@ -9,18 +9,18 @@ import sys
 
 import click
 
-from wf_engine import durable
-from wf_engine.cancel import cancel_run
 from wf_engine.cli.context import EXIT_CODES, CliContext, note
-from wf_engine.engine import RunRequest, create_run, resume_run
+from wf_engine.core.model import MAX_PARALLEL
+from wf_engine.core.validation import load_workflow
 from wf_engine.errors import EXIT_CANCELLED, EXIT_OK
-from wf_engine.inspect import live_summary, read_run
-from wf_engine.model import MAX_PARALLEL
-from wf_engine.plugins import Plugins
-from wf_engine.runner import Runner
-from wf_engine.stopsignals import StopSignals
-from wf_engine.store import check_run_id
-from wf_engine.validate import load_workflow
+from wf_engine.log import durable
+from wf_engine.plugins.manager import Plugins
+from wf_engine.runtime.cancellation import cancel_run
+from wf_engine.runtime.runner import Runner
+from wf_engine.runtime.runview import live_summary, read_run
+from wf_engine.runtime.stopsignals import StopSignals
+from wf_engine.runtime.store import check_run_id
+from wf_engine.runtime.takeover import RunRequest, create_run, resume_run
 
 
 @click.command("run")

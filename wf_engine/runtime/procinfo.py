@@ -1,7 +1,7 @@
 """Process identity: telling an attempt's processes apart from every other process.
 
 Two questions, each with a ``/proc`` answer on Linux and a ``ps`` answer elsewhere (macOS, or
-``WF_PORTABLE=1``; see ``wf_engine.oscaps``):
+``WF_PORTABLE=1``; see ``wf_engine.runtime.oscaps``):
 
 * **Is pid P still the process we recorded?** ``start_id`` is a token fixed for a process's life
   (its start time), so a reused pid is told apart; ``None`` means gone (a zombie counts as gone).
@@ -22,7 +22,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from wf_engine import oscaps
+from wf_engine.runtime import oscaps
 
 ATTEMPT_KEY_VAR = "WF_ATTEMPT_KEY"
 

@@ -1,8 +1,9 @@
 """The validated workflow definition: immutable values the rest of the engine trusts.
 
-Nothing in this module parses or checks input; ``wf_engine.validate`` is the only way to build a
-``Workflow`` from untrusted JSON, so every other module may assume the invariants listed here:
-ids are well formed and unique, dependencies exist, the graph is acyclic, numbers are in range.
+Nothing in this module parses or checks input; ``wf_engine.core.validation`` is the only way to
+build a ``Workflow`` from untrusted JSON, so every other module may assume the invariants listed
+here: ids are well formed and unique, dependencies exist, the graph is acyclic, numbers are in
+range.
 """
 
 from __future__ import annotations

@@ -26,8 +26,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from wf_engine.errors import UsageError
-from wf_engine.model import (
+from wf_engine.core.model import (
     MAX_PARALLEL,
     MAX_RETRIES,
     MAX_SECONDS,
@@ -35,6 +34,7 @@ from wf_engine.model import (
     Workflow,
     is_valid_id,
 )
+from wf_engine.errors import UsageError
 
 ID_RULE: Final = "1-128 characters of A-Z, a-z, 0-9, '_', '.', '-', not starting with '.' or '-'"
 

@@ -26,9 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from wf_engine import clock
-from wf_engine.fold import RunState
-from wf_engine.states import RunStatus, StepState
+from wf_engine.core import clock
+from wf_engine.core.fold import RunState
+from wf_engine.core.states import RunStatus, StepState
 
 
 @dataclass(frozen=True, slots=True)

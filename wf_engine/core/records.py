@@ -23,9 +23,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from wf_engine import clock
+from wf_engine.core import clock
+from wf_engine.core.model import MAX_SECONDS
 from wf_engine.errors import MalformedRecord
-from wf_engine.model import MAX_SECONDS
 
 Record = dict[str, Any]
 

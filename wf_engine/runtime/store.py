@@ -12,9 +12,9 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from wf_engine import durable
+from wf_engine.core.model import is_valid_id
 from wf_engine.errors import RunNotFound, UsageError
-from wf_engine.model import is_valid_id
+from wf_engine.log import durable
 
 DEFAULT_HOME = ".wf"
 _RUN_ID_SUFFIX_LEN = len("-20260101T000000-abcdef")

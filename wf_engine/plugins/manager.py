@@ -37,8 +37,8 @@ from typing import Any
 import click
 import pluggy
 
-from wf_engine import hookspecs
 from wf_engine.errors import UsageError
+from wf_engine.plugins import hookspecs
 
 hookimpl = pluggy.HookimplMarker(hookspecs.PROJECT_NAME)
 ENTRY_POINT_GROUP = "wf_engine"

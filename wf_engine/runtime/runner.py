@@ -31,8 +31,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from wf_engine import clock, procinfo
-from wf_engine.decide import (
+from wf_engine.core import clock
+from wf_engine.core.decide import (
     AttemptResult,
     Event,
     attempt_finished,
@@ -40,23 +40,24 @@ from wf_engine.decide import (
     decide,
     next_retry_at,
 )
+from wf_engine.core.fold import RunState, apply
+from wf_engine.core.model import MAX_SECONDS
+from wf_engine.core.states import RunStatus, StepState
 from wf_engine.errors import StoreError
-from wf_engine.eventlog import EventLog, Record
-from wf_engine.fold import RunState, apply
-from wf_engine.model import MAX_SECONDS
-from wf_engine.ownership import RunLock
-from wf_engine.plugins import BadHookValue, Plugins
-from wf_engine.processes import (
+from wf_engine.log.eventlog import EventLog, Record
+from wf_engine.log.storefiles import open_regular_fd
+from wf_engine.plugins.manager import BadHookValue, Plugins
+from wf_engine.runtime import procinfo
+from wf_engine.runtime.ownership import RunLock
+from wf_engine.runtime.processes import (
     AttemptOutcome,
     AttemptProcess,
     LaunchSpec,
     SpawnError,
     start_attempt,
 )
-from wf_engine.states import RunStatus, StepState
-from wf_engine.stopsignals import StopSignals
-from wf_engine.store import RunPaths
-from wf_engine.storefiles import open_regular_fd
+from wf_engine.runtime.stopsignals import StopSignals
+from wf_engine.runtime.store import RunPaths
 
 
 @dataclass(frozen=True, slots=True)

@@ -14,7 +14,7 @@ from typing import Any, TextIO
 
 import click
 
-from wf_engine.plugins import hookimpl
+from wf_engine.plugins.manager import hookimpl
 
 _COLOURS = {
     "RUNNING": "cyan",

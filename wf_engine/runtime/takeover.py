@@ -2,7 +2,7 @@
 
 Both paths end with a ``Runner`` whose first batch (``run_created`` + ``runner_started``, or
 ``runner_started`` + interrupted steps) is already durable. Reading a run without owning it
-(``status``, ``replay``) lives in ``wf_engine.inspect``.
+(``status``, ``replay``) lives in ``wf_engine.runtime.runview``.
 """
 
 from __future__ import annotations
@@ -11,18 +11,18 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from wf_engine import clock
-from wf_engine.decide import Event, interrupted_event
+from wf_engine.core import clock
+from wf_engine.core.decide import Event, interrupted_event
+from wf_engine.core.fold import RunOptions, RunState, apply, fold_records, initial_state
+from wf_engine.core.model import Workflow
 from wf_engine.errors import UsageError
-from wf_engine.eventlog import EventLog, LogScan, cut_torn_tail
-from wf_engine.fold import RunOptions, RunState, apply, fold_records, initial_state
-from wf_engine.leftovers import clear_leftovers
-from wf_engine.model import Workflow
-from wf_engine.ownership import RunLock
-from wf_engine.plugins import Plugins
-from wf_engine.runner import Runner, attach_log_hooks, runner_started_event
-from wf_engine.stopsignals import StopSignals
-from wf_engine.store import RunPaths, RunStore, new_run_id
+from wf_engine.log.eventlog import EventLog, LogScan, cut_torn_tail
+from wf_engine.plugins.manager import Plugins
+from wf_engine.runtime.leftovers import clear_leftovers
+from wf_engine.runtime.ownership import RunLock
+from wf_engine.runtime.runner import Runner, attach_log_hooks, runner_started_event
+from wf_engine.runtime.stopsignals import StopSignals
+from wf_engine.runtime.store import RunPaths, RunStore, new_run_id
 
 #: Receives human-readable notes about what taking ownership did (a cut tail, killed leftovers).
 Notify = Callable[[str], None]
@@ -83,7 +83,7 @@ def resume_run(
 
     Order matters: the lock first (no other writer), then the torn tail is cut (kept beside the
     log), then every leftover process of the dead runner's attempts is killed and proven dead
-    (``wf_engine.leftovers``), and only then is the new ownership recorded together with the
+    (``wf_engine.runtime.leftovers``), and only then is the new ownership recorded together with the
     interrupted steps going back to READY.
     """
     paths = store.existing(run_id)

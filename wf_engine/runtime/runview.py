@@ -11,11 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wf_engine.eventlog import LogScan, Record, TornTail
-from wf_engine.fold import RunState, fold_records
-from wf_engine.ownership import is_owned
-from wf_engine.states import StepState
-from wf_engine.store import RunPaths
+from wf_engine.core.fold import RunState, fold_records
+from wf_engine.core.states import StepState
+from wf_engine.log.eventlog import LogScan, Record, TornTail
+from wf_engine.runtime.ownership import is_owned
+from wf_engine.runtime.store import RunPaths
 
 
 @dataclass(slots=True)

@@ -11,9 +11,9 @@ import fcntl
 import os
 import stat
 
-from wf_engine import durable
 from wf_engine.errors import RunBusy, StoreError
-from wf_engine.storefiles import kind_of, not_regular, open_regular, open_regular_fd
+from wf_engine.log import durable
+from wf_engine.log.storefiles import kind_of, not_regular, open_regular, open_regular_fd
 
 
 class RunLock:

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from wf_engine import clock
-from wf_engine.decide import (
+from wf_engine.core import clock
+from wf_engine.core.decide import (
     AttemptResult,
     Command,
     FinishRun,
@@ -30,10 +30,10 @@ from wf_engine.decide import (
     attempt_finished,
     decide,
 )
+from wf_engine.core.fold import RunState, apply, initial_state
+from wf_engine.core.states import RunStatus, StepState
 from wf_engine.errors import CorruptLog, IllegalTransition
-from wf_engine.eventlog import Record
-from wf_engine.fold import RunState, apply, initial_state
-from wf_engine.states import RunStatus, StepState
+from wf_engine.log.eventlog import Record
 
 _OBSERVED_FROM_RUNNING = {StepState.SUCCEEDED, StepState.FAILED, StepState.CANCELLED}
 _POLICY_FIELDS = ("to", "final", "retry_delay_sec", "retry_at")

@@ -11,11 +11,11 @@ import click
 
 from wf_engine.cli.context import CliContext, note
 from wf_engine.cli.render import error_text, status_table, timeline_line
+from wf_engine.core.verify import verify_log
 from wf_engine.errors import EXIT_CORRUPT, UsageError, WfError
-from wf_engine.eventlog import Record
-from wf_engine.inspect import read_run, run_summary, step_summary
-from wf_engine.storefiles import open_regular
-from wf_engine.verify import verify_log
+from wf_engine.log.eventlog import Record
+from wf_engine.log.storefiles import open_regular
+from wf_engine.runtime.runview import read_run, run_summary, step_summary
 
 
 @click.command("status")

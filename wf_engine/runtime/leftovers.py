@@ -26,13 +26,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from wf_engine import procinfo
+from wf_engine.core.fold import RunState
+from wf_engine.core.model import DEFAULT_KILL_GRACE_SEC
 from wf_engine.errors import EXIT_CANCELLED, StoreError, WfError
-from wf_engine.fold import RunState
-from wf_engine.model import DEFAULT_KILL_GRACE_SEC
-from wf_engine.processes import KILL_WAIT_SEC, attempt_alive
-from wf_engine.store import RunPaths
-from wf_engine.storefiles import open_regular
+from wf_engine.log.storefiles import open_regular
+from wf_engine.runtime import procinfo
+from wf_engine.runtime.processes import KILL_WAIT_SEC, attempt_alive
+from wf_engine.runtime.store import RunPaths
 
 Notify = Callable[[str], None]
 #: How often a take-over that cannot prove leftovers dead says so again.

@@ -34,9 +34,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from wf_engine import durable, oscaps, procinfo
 from wf_engine.errors import StoreError
-from wf_engine.storefiles import open_regular_fd
+from wf_engine.log import durable
+from wf_engine.log.storefiles import open_regular_fd
+from wf_engine.runtime import oscaps, procinfo
 
 AttemptKey = tuple[int, int]
 STDERR_TAIL_BYTES = 2048

@@ -19,18 +19,19 @@ import os
 import signal
 import threading
 
-from wf_engine import durable, procinfo
-from wf_engine.engine import Notify, resume_run
+from wf_engine.core.fold import RunState
+from wf_engine.core.model import DEFAULT_KILL_GRACE_SEC
+from wf_engine.core.states import RunStatus
 from wf_engine.errors import RunBusy, UsageError
-from wf_engine.fold import RunState
-from wf_engine.inspect import read_run
-from wf_engine.model import DEFAULT_KILL_GRACE_SEC
-from wf_engine.ownership import is_owned, owner_pid
-from wf_engine.plugins import Plugins
-from wf_engine.processes import KILL_WAIT_SEC
-from wf_engine.states import RunStatus
-from wf_engine.store import RunPaths, RunStore
-from wf_engine.storefiles import open_regular_fd
+from wf_engine.log import durable
+from wf_engine.log.storefiles import open_regular_fd
+from wf_engine.plugins.manager import Plugins
+from wf_engine.runtime import procinfo
+from wf_engine.runtime.ownership import is_owned, owner_pid
+from wf_engine.runtime.processes import KILL_WAIT_SEC
+from wf_engine.runtime.runview import read_run
+from wf_engine.runtime.store import RunPaths, RunStore
+from wf_engine.runtime.takeover import Notify, resume_run
 
 #: Time an owner gets, beyond twice the grace period, to record the cancel and let go.
 RESPONSE_MARGIN_SEC = 10.0

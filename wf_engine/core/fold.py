@@ -4,7 +4,7 @@ Live runs, resume, ``status`` and ``replay`` all build state by folding log reco
 module, so they cannot disagree. ``apply`` reads nothing but the state and the record (never the
 clock, never ``ts``, never the disk) and raises ``IllegalTransition`` on anything SPEC §5 forbids.
 Readers go through ``fold_records``, which first checks each record's members and types
-(``wf_engine.records``); the live runner folds the events it built itself with ``apply`` alone.
+(``wf_engine.core.records``); the live runner folds the events it built itself with ``apply`` alone.
 
 For O(1) work per record the state is updated in place and returned, and it keeps the indexes
 ``decide`` needs so that scheduling a whole run costs O(steps + edges): remaining-dependency
@@ -20,12 +20,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wf_engine import clock
+from wf_engine.core import clock
+from wf_engine.core.model import Workflow
+from wf_engine.core.records import RecordChecker
+from wf_engine.core.states import LEGAL_TRANSITIONS, TERMINAL_STATES, RunStatus, StepState
+from wf_engine.core.validation import WorkflowInvalid, workflow_from_data
 from wf_engine.errors import CorruptLog, IllegalTransition
-from wf_engine.model import Workflow
-from wf_engine.records import RecordChecker
-from wf_engine.states import LEGAL_TRANSITIONS, TERMINAL_STATES, RunStatus, StepState
-from wf_engine.validate import WorkflowInvalid, workflow_from_data
 
 Record = dict[str, Any]
 
@@ -347,7 +347,8 @@ def fold_records(
     """Build the state from records that start with ``run_created``, streaming: the readers' fold.
 
     Unlike ``apply``, which trusts records the engine built itself, this checks every record's
-    members first (``wf_engine.records``): the records come from a file anyone could have edited.
+    members first (``wf_engine.core.records``): the records come from a file anyone could have
+    edited.
     ``source`` is the log file they were read from, from line 1 on with no line skipped (a
     ``LogScan``), so the k-th record is on line k: a refused record is then reported as
     ``CorruptLog`` naming that file and line. ``observe`` sees each record once it is folded

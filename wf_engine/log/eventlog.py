@@ -26,9 +26,9 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from wf_engine import durable
 from wf_engine.errors import CorruptLog, LogWriteError
-from wf_engine.storefiles import open_regular
+from wf_engine.log import durable
+from wf_engine.log.storefiles import open_regular
 
 Record = dict[str, Any]
 #: Called with the records of a batch: before the write, then before the fsync.
