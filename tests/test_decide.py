@@ -1,7 +1,8 @@
 """Tests for ``wf_engine.core.decide``: the scheduling policy, as stories told by a pure simulator.
 
 ``Sim`` plays the runner without processes or a disk: it calls ``decide`` until it has nothing
-to say, turns each command into a record with ``command_event`` and folds it, and plays attempt
+to say, turns each command into an event with ``command_event``, writes it as a record (which
+must decode back to the same event) and folds it, and plays attempt
 outcomes through ``attempt_finished``. Every record it writes is first checked with
 ``verify.check_record``, so each story also shows that ``replay --verify`` accepts it.
 """
@@ -18,7 +19,6 @@ from wf_engine.core import clock
 from wf_engine.core.decide import (
     AttemptResult,
     Command,
-    Event,
     FinishRun,
     Transition,
     attempt_finished,
@@ -27,7 +27,16 @@ from wf_engine.core.decide import (
     interrupted_event,
     next_retry_at,
 )
-from wf_engine.core.fold import RunState, apply, initial_state
+from wf_engine.core.events import (
+    CancelRequested,
+    Event,
+    RunCreated,
+    RunnerStarted,
+    RunOptions,
+    decode,
+    encode,
+)
+from wf_engine.core.fold import RunState, apply, apply_event, initial_state
 from wf_engine.core.model import MAX_RETRIES, MAX_SECONDS
 from wf_engine.core.states import RunStatus, StepState
 from wf_engine.core.verify import Verifier, VerifyError, check_record
@@ -63,27 +72,27 @@ class Sim:
         self.records: list[dict[str, Any]] = []
         self.verifier = Verifier()
         workflow = {"workflow_id": "w", "steps": list(steps)}
-        options = {"max_parallel": max_parallel, "fail_fast": fail_fast, "base_dir": "/tmp"}
-        first = self._record(
-            ("run_created", {"run_id": "r", "workflow": workflow, "options": options})
-        )
+        options = RunOptions(max_parallel, fail_fast, "/tmp")
+        first = self._record(RunCreated("r", workflow, options))
         self.state: RunState = initial_state(first)
-        self.emit(("runner_started", {"pid": 1}))
+        self.emit(RunnerStarted(1))
 
     # -- writing records --------------------------------------------------------------------------
 
     def _record(self, event: Event) -> dict[str, Any]:
-        kind, payload = event
+        kind, payload = encode(event)
         record = {"seq": len(self.records) + 1, "type": kind, "ts": clock.to_iso(self.now)}
         record.update(payload)
         self.records.append(record)
         return record
 
     def emit(self, event: Event) -> dict[str, Any]:
+        """Record ``event`` (it must read back as itself), verify it, and fold it."""
         record = self._record(event)
+        assert decode(record) == event
         if self.verify:
-            self.verifier.check(self.state, record)
-        apply(self.state, record)
+            self.verifier.check(self.state, event, record["seq"], self.now)
+        apply_event(self.state, event, record["seq"])
         return record
 
     def decide(self) -> list[Command]:
@@ -123,11 +132,11 @@ class Sim:
         return self.emit(attempt_finished(self.state, result, self.now))
 
     def cancel(self) -> None:
-        self.emit(("cancel_requested", {"source": "test"}))
+        self.emit(CancelRequested("test"))
 
     def crash_and_resume(self) -> None:
         """A new runner takes over; what the dead one left RUNNING goes back to READY."""
-        self.emit(("runner_started", {"pid": 2}))
+        self.emit(RunnerStarted(2))
         for index in list(self.state.running):
             self.emit(interrupted_event(self.state, index))
 
@@ -392,7 +401,8 @@ def test_a_timeout_with_exit_0_is_still_a_timeout() -> None:
     sim = Sim(step("a", retries=1))
     sim.settle()
     index = sim.index("a")
-    _, payload = attempt_finished(sim.state, AttemptResult(index, 1, 0, timed_out=True), sim.now)
+    ended = attempt_finished(sim.state, AttemptResult(index, 1, 0, timed_out=True), sim.now)
+    _, payload = encode(ended)
     assert payload["to"] == "FAILED" and payload["reason"] == "timeout"
     assert payload["retry_delay_sec"] == 1.0
 
@@ -671,7 +681,7 @@ def at(record: dict[str, Any], now: int, **changes: Any) -> dict[str, Any]:
 
 
 def forged(sim: Sim, step_id: str, to: StepState, **fields: Any) -> dict[str, Any]:
-    _, payload = command_event(sim.state, sim.t(step_id, to, fields.pop("reason", None)))
+    _, payload = encode(command_event(sim.state, sim.t(step_id, to, fields.pop("reason", None))))
     return {"seq": len(sim.records) + 1, "type": "step", "ts": clock.to_iso(sim.now), **payload}
 
 
@@ -716,7 +726,7 @@ def test_verify_refuses_a_failure_the_policy_disagrees_with(
     sim = Sim(step("a", retries=retries))
     sim.settle()
     sim.now += SEC
-    _, payload = attempt_finished(sim.state, AttemptResult(0, 1, exit_code=1), sim.now)
+    _, payload = encode(attempt_finished(sim.state, AttemptResult(0, 1, exit_code=1), sim.now))
     record = {"seq": len(sim.records) + 1, "type": "step", "ts": clock.to_iso(sim.now), **payload}
     check_record(sim.state, record)
     bad = {k: v for k, v in {**record, **changes}.items() if v is not None}
@@ -727,7 +737,8 @@ def test_verify_refuses_a_failure_the_policy_disagrees_with(
 def test_verify_refuses_cancelling_a_running_step_without_a_cancel() -> None:
     sim = Sim(step("a"))
     sim.settle()
-    _, payload = attempt_finished(sim.state, AttemptResult(0, 1, -15, stopped=True), sim.now)
+    ended = attempt_finished(sim.state, AttemptResult(0, 1, -15, stopped=True), sim.now)
+    _, payload = encode(ended)
     record = {"seq": len(sim.records) + 1, "type": "step", "ts": clock.to_iso(sim.now), **payload}
     with pytest.raises(VerifyError, match="not stopping"):
         check_record(sim.state, record)
@@ -750,7 +761,7 @@ def test_verify_refuses_idle_cancels_and_finishes_the_engine_would_not_make() ->
 def test_verify_refuses_an_interruption_without_a_new_runner() -> None:
     sim = Sim(step("a"))
     sim.settle()
-    _, payload = interrupted_event(sim.state, 0)
+    _, payload = encode(interrupted_event(sim.state, 0))
     record = {"seq": 9, "type": "step", "ts": clock.to_iso(sim.now), **payload}
     with pytest.raises(VerifyError, match="runner never changed"):
         check_record(sim.state, record)

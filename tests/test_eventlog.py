@@ -1,6 +1,6 @@
 """The event log on real files: round trip, group commit, torn tails, corruption, write failures.
 
-The reader's contract (``wf_engine/log/eventlog.py``, ``docs/log-format.md``, SPEC §4): a *damaged*
+The reader's contract (``wf_engine/log/eventlog.py``, ``docs/log-format.md``): a *damaged*
 line (incomplete, no checksum as last member, checksum mismatch, not JSON) is classified by its
 POSITION, not by its kind. Damage inside the last, incomplete commit batch is a *torn tail*
 (reported with the kind of its first damaged line, cut only on request, the cut bytes kept

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from wf_engine.core import clock, records
+from wf_engine.core.events import decode
 from wf_engine.core.fold import RunState, apply, fold_records, initial_state
 from wf_engine.core.records import Kind
 from wf_engine.core.states import LEGAL_TRANSITIONS, RunStatus, StepState
@@ -54,8 +55,10 @@ class Log:
         status = self.status(step_id)
         fields.setdefault("from", status.state.value)
         fields.setdefault("attempt", status.attempt + (to is X))
-        if to is F and "final" not in fields:
-            fields.setdefault("retry_at", RETRY_AT)
+        if to is F:
+            fields.setdefault("exit_code", 1)  # an observed attempt end
+            if "final" not in fields:
+                fields.setdefault("retry_at", RETRY_AT)
         return self.add("step", step=step_id, to=to.value, **fields)
 
     def walk(self, step_id: str, *path: StepState, **last: Any) -> RunState:
@@ -153,12 +156,12 @@ def test_illegal_transition_is_a_store_error_naming_the_seq() -> None:
     ("fields", "message"),
     [
         ({"step": "nope", "from": "PENDING", "to": "READY", "attempt": 0}, "unknown step"),
-        ({"from": "PENDING", "to": "READY", "attempt": 0}, "unknown step"),
+        ({"from": "PENDING", "to": "READY", "attempt": 0}, "'step' missing"),
         ({"step": "a", "from": "PENDING", "to": "READY", "attempt": 0}, "is READY"),
         ({"step": "a", "from": "READY", "to": "RUNNING", "attempt": 2}, "expected 1"),
         ({"step": "a", "from": "READY", "to": "RUNNING", "attempt": 0}, "expected 1"),
         ({"step": "a", "from": "READY", "to": "CANCELLED", "attempt": 1}, "expected 0"),
-        ({"step": "a", "from": "READY", "to": "CANCELLED"}, "expected 0"),
+        ({"step": "a", "from": "READY", "to": "CANCELLED"}, "'attempt' missing"),
         ({"step": "a", "from": "READY", "to": "DONE", "attempt": 0}, "unknown state"),
         ({"step": "a", "from": "ready", "to": "RUNNING", "attempt": 1}, "unknown state"),
     ],
@@ -278,11 +281,17 @@ def test_nothing_after_run_finished(record: dict[str, Any]) -> None:
         log.add(fields.pop("type"), **fields)
 
 
-@pytest.mark.parametrize("kind", ["bogus", "run_created", "", None])
+@pytest.mark.parametrize("kind", ["bogus", "", None])
 def test_unknown_record_type_is_refused(kind: Any) -> None:
     log = Log()
     with pytest.raises(IllegalTransition, match="unknown record type"):
         log.add(kind)
+
+
+def test_run_created_only_opens_the_log() -> None:
+    log = Log()
+    with pytest.raises(IllegalTransition, match="run_created may only open the log"):
+        apply(log.state, {**log.records[0], "seq": 3})
 
 
 def test_a_log_must_start_with_run_created() -> None:
@@ -305,8 +314,9 @@ def test_a_log_must_start_with_run_created() -> None:
     ids=["no-steps", "no-workflow", "options-missing", "options-mistyped"],
 )
 def test_malformed_run_created_is_refused(change: dict[str, Any]) -> None:
+    """Its shape by the codec (``malformed run_created record``), its workflow by validation."""
     first = {**Log().records[0], **change}
-    with pytest.raises(IllegalTransition, match="run_created is malformed"):
+    with pytest.raises(IllegalTransition, match=r"run_created (is malformed|record)"):
         initial_state(first)
 
 
@@ -478,7 +488,7 @@ def test_the_fold_never_reads_ts(new_ts: Any) -> None:
     assert original.status is RunStatus.CANCELLED
 
 
-# --- what readers check before folding (wf_engine.core.records) ----------------------------------
+# --- what decoding checks before folding (wf_engine.core.records, wf_engine.core.events) ----------
 
 TS = clock.to_iso(T0)
 #: One well-formed record of each type, with every member a reader uses.
@@ -501,6 +511,7 @@ SAMPLES: dict[str, dict[str, Any]] = {
         "final": False,
         "stderr_tail": "oops\n",
         "error": "cannot start",
+        "leaked_pids": [4, 5],
     },
     "spawned": {"step": "a", "attempt": 1, "pid": 2, "pgid": 2, "start_id": None},
     "cancel_requested": {"source": "wf cancel", "pid": 3, "grace_sec": 0},
@@ -521,6 +532,7 @@ BAD_VALUES: dict[Kind, list[Any]] = {
     records.TIME: ["soon", 5, "2026-01-01", "9999-12-31T23:59:59.999999Z", None],
     records.OBJECT: [[], "x", None],
     records.STR_LIST: ["run", [1], None],
+    records.PIDS: [[0], ["4"], [True], [2**31], 4, None],
 }
 
 
@@ -546,7 +558,7 @@ def test_the_samples_hold_every_member_and_pass() -> None:
     assert set(SAMPLES) == set(records.SCHEMAS)
     for kind, path, name, _, outer in CASES:
         assert name in (SAMPLES[kind][outer] if outer else SAMPLES[kind]), path
-        records.check_record(sample(kind))
+        decode(sample(kind))
 
 
 @pytest.mark.parametrize(("kind", "path", "name", "expected", "outer"), CASES, ids=lambda v: v)
@@ -557,7 +569,7 @@ def test_every_member_of_the_wrong_type_is_refused_by_name(
         record = sample(kind)
         (record[outer] if outer else record)[name] = value
         with pytest.raises(MalformedRecord, match=f"malformed {kind} record: field '{path}' must"):
-            records.check_record(record)
+            decode(record)
 
 
 @pytest.mark.parametrize(("kind", "path", "name", "expected", "outer"), CASES, ids=lambda v: v)
@@ -569,9 +581,9 @@ def test_a_required_member_that_is_missing_is_refused_by_name(
     schema = records.SCHEMAS[kind].nested[outer] if outer else records.SCHEMAS[kind]
     if name in schema.required:
         with pytest.raises(MalformedRecord, match=f"field '{path}' missing"):
-            records.check_record(record)
+            decode(record)
     else:
-        records.check_record(record)
+        decode(record)
 
 
 @pytest.mark.parametrize("ts", [None, "yesterday", 5, "9999-12-31T23:59:59.999999Z"])
@@ -585,9 +597,10 @@ def test_fold_records_refuses_a_missing_or_bad_ts(ts: Any) -> None:
         fold_records(changed)
 
 
-def test_unknown_members_are_allowed_and_unknown_types_left_to_the_fold() -> None:
-    records.check_record(sample("step", comment={"added": "later"}, extra=[1.5]))
-    records.check_record({"type": "bogus", "ts": TS, "anything": None})
+def test_unknown_members_are_allowed_and_unknown_types_refused_by_name() -> None:
+    assert decode(sample("step", comment={"added": "later"}, extra=[1.5])) == decode(sample("step"))
+    with pytest.raises(IllegalTransition, match=r"^seq 7: unknown record type 'bogus'"):
+        decode({"seq": 7, "type": "bogus", "ts": TS, "anything": None})
     log = reach(S)
     log.records[-1]["future"] = {"nested": True}
     assert fold_records(log.records) == log.state

@@ -30,7 +30,7 @@ from click.testing import CliRunner, Result
 
 from pytest_wf import TaskKit, WfHarness, dag, step
 from wf_engine.cli import cli
-from wf_engine.cli import inspect as cli_inspect
+from wf_engine.cli import readers as cli_readers
 from wf_engine.cli import resume as cli_resume
 from wf_engine.log.eventlog import encode_record
 from wf_engine.runtime.store import RunPaths, RunStore
@@ -381,7 +381,7 @@ def test_an_os_error_on_one_run_spares_the_others(
 ) -> None:
     copy_run(template, wf_home, CANCELLED)
     events = copy_run(template, wf_home, MIXED)
-    module = cli_inspect if command[0] == "list" else cli_resume
+    module = cli_readers if command[0] == "list" else cli_resume
     real = module.read_run
 
     def read_run(paths: RunPaths, *args: Any, **kwargs: Any) -> Any:

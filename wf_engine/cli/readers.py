@@ -13,9 +13,8 @@ from wf_engine.cli.context import CliContext, note
 from wf_engine.cli.render import error_text, status_table, timeline_line
 from wf_engine.core.verify import verify_log
 from wf_engine.errors import EXIT_CORRUPT, UsageError, WfError
-from wf_engine.log.eventlog import Record
 from wf_engine.log.storefiles import open_regular
-from wf_engine.runtime.runview import read_run, run_summary, step_summary
+from wf_engine.runtime.runview import Entry, read_run, run_summary, step_summary
 
 
 @click.command("status")
@@ -48,12 +47,12 @@ def replay_command(
 ) -> None:
     """The timeline and the state rebuilt from RUN_ID's log; the same bytes on every call."""
     paths = obj.store.existing(run_id)
-    records: list[Record] = []
-    view = read_run(paths, until=until, keep=records)
+    entries: list[Entry] = []
+    view = read_run(paths, until=until, keep=entries)
     if view.torn is not None:
         note(view.torn.describe())
     if verify:
-        verify_log(records, paths.events)
+        verify_log(entries, paths.events)
     state = view.state
     if as_json:
         document: dict[str, Any] = {
@@ -61,18 +60,18 @@ def replay_command(
             "workflow_id": state.workflow.workflow_id,
             "until": state.last_seq,
             "state": state.status.value,
-            "timeline": records,
+            "timeline": [record for record, _ in entries],
             "steps": step_summary(state, view.timings),
         }
         click.echo(json.dumps(document, indent=2, sort_keys=True))
     else:
-        for record in records:
-            click.echo(timeline_line(record))
+        for record, event in entries:
+            click.echo(timeline_line(record, event))
         click.echo(f"state after seq {state.last_seq}: {state.status.value}")
         click.echo(status_table(step_summary(state, view.timings)))
     if verify:
         click.echo(
-            f"verified {len(records)} records: all transitions legal, all decisions the engine's",
+            f"verified {len(entries)} records: all transitions legal, all decisions the engine's",
             err=True,
         )
 

@@ -1,9 +1,8 @@
 """Plain-text rendering shared by ``status`` and ``replay`` (deterministic: no clock, no tty).
 
-Everything rendered here comes out of ``fold_records``, which checked every member these
-functions read (``wf_engine.core.records``: ``ts`` and ``retry_at`` parse as times,
-``attempt`` is an integer, ``run_created`` holds a valid workflow …), so they index records
-without guarding.
+Everything rendered here comes out of ``fold_records``, which decoded every record into a typed
+event (``wf_engine.core.events``: every member checked, ``ts`` parses as a time, ``run_created``
+holds a valid workflow …), so they read attributes and the envelope without guarding.
 """
 
 from __future__ import annotations
@@ -11,6 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from wf_engine.core.clock import from_iso
+from wf_engine.core.events import (
+    AttemptEnded,
+    CancelRequested,
+    Event,
+    RunCreated,
+    RunFinished,
+    RunnerStarted,
+    Spawned,
+    StepTransition,
+    encode,
+)
+from wf_engine.core.records import Record
 from wf_engine.errors import WfError
 
 _COLUMNS = ("STEP", "STATE", "ATTEMPTS", "EXIT", "REASON", "DURATION")
@@ -44,29 +55,31 @@ def status_table(steps: dict[str, dict[str, Any]]) -> str:
     )
 
 
-def timeline_line(record: dict[str, Any]) -> str:
-    """``  12 2026-…Z step           embed READY -> RUNNING attempt=1``."""
-    kind = record["type"]
-    if kind == "step":
-        detail = f"{record['step']} {record['from']} -> {record['to']} attempt={record['attempt']}"
-        for key in ("reason", "exit_code", "retry_delay_sec", "final"):
-            if record.get(key) is not None:
-                detail += f" {key}={record[key]}"
-    elif kind == "run_created":
-        steps = len(record["workflow"]["steps"])
-        detail = f"{record['workflow']['workflow_id']} ({steps} steps) options={record['options']}"
-    elif kind == "runner_started":
-        detail = f"pid={record.get('pid')}"
-    elif kind == "spawned":
-        detail = f"{record['step']} attempt={record['attempt']} pid={record['pid']}"
-    elif kind == "run_finished":
-        detail = record["state"]
-    else:
-        detail = " ".join(f"{k}={v}" for k, v in record.items() if k not in _ENVELOPE)
+def timeline_line(record: Record, event: Event) -> str:
+    """``  12 2026-…Z step           embed READY -> RUNNING attempt=1``.
+
+    The envelope (``seq``, ``ts``) comes from the record as read, everything else from its event.
+    """
+    kind, payload = encode(event)
+    match event:
+        case StepTransition() | AttemptEnded():
+            detail = f"{event.step} {event.from_.value} -> {event.to.value} attempt={event.attempt}"
+            for key in ("reason", "exit_code", "retry_delay_sec", "final"):
+                if payload.get(key) is not None:
+                    detail += f" {key}={payload[key]}"
+        case RunCreated():
+            steps = len(event.workflow["steps"])
+            options = event.options.to_json()
+            detail = f"{event.workflow['workflow_id']} ({steps} steps) options={options}"
+        case RunnerStarted():
+            detail = f"pid={event.pid}"
+        case Spawned():
+            detail = f"{event.step} attempt={event.attempt} pid={event.pid}"
+        case RunFinished():
+            detail = event.state.value
+        case CancelRequested():
+            detail = " ".join(f"{key}={value}" for key, value in payload.items())
     return f"{record['seq']:>5} {record['ts']} {kind:<16} {detail}"
-
-
-_ENVELOPE = {"seq", "batch", "batch_size", "type", "ts", "crc"}
 
 
 def error_text(error: Exception) -> str:

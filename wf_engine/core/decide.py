@@ -1,8 +1,8 @@
 """Decide: the engine's scheduling policy as pure functions of state and time.
 
 ``decide(state, now)`` answers "what happens next?" with commands; it never mutates the state,
-never reads the clock or the disk. The shell turns commands into events, makes them durable,
-folds them, and calls ``decide`` again until it has nothing more to say. ``replay --verify`` calls
+never reads the clock or the disk. The shell turns commands into events, folds them, makes
+them durable, and calls ``decide`` again until it has nothing more to say. ``replay --verify`` calls
 the very same function on the state before each recorded decision to check that the engine
 would have made it.
 
@@ -16,7 +16,8 @@ sees the results of the one before it:
 4. finish when every step is terminal.
 
 The outcome of an attempt (exit code, timeout, spawn error) is an observation, not a decision;
-``attempt_finished`` still computes its record here, because the retry policy lives here.
+``attempt_finished`` still computes its event here, because the retry policy lives here. Commands
+become typed events (``wf_engine.core.events``) through ``command_event``.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from wf_engine.core import clock
-from wf_engine.core.fold import RunState
+from wf_engine.core.events import AttemptEnded, RunFinished, StepTransition
+from wf_engine.core.fold import RunState, ready_entry_live, retry_entry_live
 from wf_engine.core.states import RunStatus, StepState
 
 
@@ -46,7 +48,6 @@ class FinishRun:
 
 
 Command = Transition | FinishRun
-Event = tuple[str, dict[str, Any]]
 
 
 def decide(state: RunState, now_us: int) -> list[Command]:
@@ -60,7 +61,7 @@ def decide(state: RunState, now_us: int) -> list[Command]:
         return promotions
     free = state.options.max_parallel - len(state.running)
     if free > 0 and state.ready_heap:
-        live = _live_entries(state.ready_heap, lambda e: _is_ready(state, e), limit=free)
+        live = _live_entries(state.ready_heap, lambda e: ready_entry_live(state, e), limit=free)
         starts: list[Command] = [Transition(index, StepState.RUNNING) for index, _ in live]
         if starts:
             return starts
@@ -82,7 +83,7 @@ def final_status(state: RunState) -> RunStatus:
 
 def next_retry_at(state: RunState) -> int | None:
     """When the earliest waiting retry falls due (the shell's next timer), if any."""
-    live = _live_entries(state.retry_heap, lambda e: _is_waiting(state, e), limit=1)
+    live = _live_entries(state.retry_heap, lambda e: retry_entry_live(state, e), limit=1)
     return live[0][0] if live else None
 
 
@@ -105,20 +106,10 @@ def _promotions(state: RunState, now_us: int) -> list[Command]:
     commands.extend(Transition(index, StepState.READY) for index in sorted(state.unblocked))
     if state.retry_heap and state.retry_heap[0][0] <= now_us:
         due = _live_entries(
-            state.retry_heap, lambda e: _is_waiting(state, e), limit=None, until=now_us
+            state.retry_heap, lambda e: retry_entry_live(state, e), limit=None, until=now_us
         )
         commands.extend(Transition(entry[1], StepState.READY) for entry in due)
     return commands
-
-
-def _is_ready(state: RunState, entry: tuple[int, int]) -> bool:
-    status = state.steps[entry[0]]
-    return status.state is StepState.READY and status.epoch == entry[1]
-
-
-def _is_waiting(state: RunState, entry: tuple[int, int, int]) -> bool:
-    status = state.steps[entry[1]]
-    return status.state is StepState.FAILED and not status.final and status.epoch == entry[2]
 
 
 def _live_entries(
@@ -146,28 +137,18 @@ def _live_entries(
 # -- events -----------------------------------------------------------------------------------
 
 
-def transition_event(state: RunState, command: Transition) -> Event:
-    """The ``step`` record for a decided transition."""
+def transition_event(state: RunState, command: Transition) -> StepTransition:
+    """The ``step`` event for a decided transition."""
     status = state.steps[command.step]
     attempt = status.attempt + 1 if command.to is StepState.RUNNING else status.attempt
-    payload: dict[str, Any] = {
-        "step": state.step_id(command.step),
-        "from": status.state.value,
-        "to": command.to.value,
-        "attempt": attempt,
-    }
-    if command.reason is not None:
-        payload["reason"] = command.reason
-    return "step", payload
+    return StepTransition(
+        state.step_id(command.step), status.state, command.to, attempt, command.reason
+    )
 
 
-def finish_event(command: FinishRun) -> Event:
-    return "run_finished", {"state": command.status.value}
-
-
-def command_event(state: RunState, command: Command) -> Event:
+def command_event(state: RunState, command: Command) -> StepTransition | RunFinished:
     if isinstance(command, FinishRun):
-        return finish_event(command)
+        return RunFinished(command.status)
     return transition_event(state, command)
 
 
@@ -187,46 +168,48 @@ class AttemptResult:
     leaked_pids: tuple[int, ...] = ()
 
 
-def attempt_finished(state: RunState, result: AttemptResult, now_us: int) -> Event:
-    """The record for a finished attempt, with the retry policy applied to a failure."""
-    status = state.steps[result.step]
+def attempt_finished(state: RunState, result: AttemptResult, now_us: int) -> AttemptEnded:
+    """The event for a finished attempt, with the retry policy applied to a failure."""
     step = state.workflow.steps[result.step]
-    payload: dict[str, Any] = {
-        "step": step.id,
-        "from": StepState.RUNNING.value,
-        "attempt": result.attempt,
-        "exit_code": result.exit_code,
-    }
+    #: Kept on a failure or a cancel (never on a success), and only if there is one.
+    tail = result.stderr_tail or None
+    error = None
     if result.stopped:
-        payload.update(to=StepState.CANCELLED.value, reason="cancelled")
+        to, reason = StepState.CANCELLED, "cancelled"
     elif result.spawn_error is None and not result.timed_out and result.exit_code == 0:
-        payload.update(to=StepState.SUCCEEDED.value, reason="exit")
+        to, reason, tail = StepState.SUCCEEDED, "exit", None
     else:
-        reason = "spawn_error" if result.spawn_error else "timeout" if result.timed_out else "exit"
-        payload.update(to=StepState.FAILED.value, reason=reason)
-        if result.spawn_error:
-            payload["error"] = result.spawn_error
-        failures = status.failures + 1
+        to, error = StepState.FAILED, result.spawn_error or None
+        reason = "spawn_error" if error else "timeout" if result.timed_out else "exit"
+    final, delay, retry_at = False, None, None
+    if to is StepState.FAILED:
+        failures = state.steps[result.step].failures + 1
         if failures > step.retries:
-            payload["final"] = True
+            final = True
         else:
             delay = step.backoff_sec(failures)
-            payload["retry_delay_sec"] = delay
-            payload["retry_at"] = clock.to_iso(now_us + clock.seconds_to_us(delay))
-    if result.stderr_tail and payload["to"] != StepState.SUCCEEDED.value:
-        payload["stderr_tail"] = result.stderr_tail
-    if result.leaked_pids:
-        payload["leaked_pids"] = list(result.leaked_pids)
-    return "step", payload
+            retry_at = now_us + clock.seconds_to_us(delay)
+    return AttemptEnded(
+        step=step.id,
+        attempt=result.attempt,
+        exit_code=result.exit_code,
+        to=to,
+        reason=reason,
+        error=error,
+        final=final,
+        retry_delay_sec=delay,
+        retry_at=retry_at,
+        stderr_tail=tail,
+        leaked_pids=result.leaked_pids,
+    )
 
 
-def interrupted_event(state: RunState, index: int) -> Event:
+def interrupted_event(state: RunState, index: int) -> StepTransition:
     """A dead runner's RUNNING step goes back to READY without using up a retry."""
-    status = state.steps[index]
-    return "step", {
-        "step": state.step_id(index),
-        "from": StepState.RUNNING.value,
-        "to": StepState.READY.value,
-        "attempt": status.attempt,
-        "reason": "interrupted",
-    }
+    return StepTransition(
+        state.step_id(index),
+        StepState.RUNNING,
+        StepState.READY,
+        state.steps[index].attempt,
+        "interrupted",
+    )

@@ -1,10 +1,13 @@
 """The fold: ``state = apply(state, record)``, the only way run state is ever built.
 
-Live runs, resume, ``status`` and ``replay`` all build state by folding log records through this
-module, so they cannot disagree. ``apply`` reads nothing but the state and the record (never the
-clock, never ``ts``, never the disk) and raises ``IllegalTransition`` on anything SPEC §5 forbids.
-Readers go through ``fold_records``, which first checks each record's members and types
-(``wf_engine.core.records``); the live runner folds the events it built itself with ``apply`` alone.
+Live runs, resume, ``status`` and ``replay`` all build state by folding events through this
+module, so they cannot disagree. ``apply_event`` reads nothing but the state and the event (never
+the clock, never ``ts``, never the disk) and raises ``IllegalTransition`` on any transition
+docs/log-format.md does not list as legal; it dispatches on the event's type, so a record's
+members are read as typed attributes. The live runner folds the events it built itself with
+``apply_event`` (nothing to re-check); anything read from a file goes through ``apply`` or
+``fold_records``, which decode each record first
+(``wf_engine.core.events.decode``: every member checked).
 
 For O(1) work per record the state is updated in place and returned, and it keeps the indexes
 ``decide`` needs so that scheduling a whole run costs O(steps + edges): remaining-dependency
@@ -20,31 +23,24 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from wf_engine.core import clock
+from wf_engine.core.events import (
+    AttemptEnded,
+    CancelRequested,
+    Event,
+    RunCreated,
+    RunFinished,
+    RunnerStarted,
+    RunOptions,
+    Spawned,
+    StepTransition,
+    decode,
+    type_of,
+)
 from wf_engine.core.model import Workflow
-from wf_engine.core.records import RecordChecker
+from wf_engine.core.records import Record, RecordChecker
 from wf_engine.core.states import LEGAL_TRANSITIONS, TERMINAL_STATES, RunStatus, StepState
 from wf_engine.core.validation import WorkflowInvalid, workflow_from_data
 from wf_engine.errors import CorruptLog, IllegalTransition
-
-Record = dict[str, Any]
-
-
-@dataclass(frozen=True, slots=True)
-class RunOptions:
-    """Options fixed when the run is created and stored in ``run_created``."""
-
-    max_parallel: int
-    fail_fast: bool
-    #: Absolute folder of the workflow file: steps' default working directory.
-    base_dir: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "max_parallel": self.max_parallel,
-            "fail_fast": self.fail_fast,
-            "base_dir": self.base_dir,
-        }
 
 
 @dataclass(slots=True)
@@ -117,22 +113,25 @@ class RunState:
 
 
 def initial_state(record: Record) -> RunState:
-    """State right after ``run_created``: every step PENDING, roots unblocked."""
-    if record.get("type") != "run_created":
-        raise IllegalTransition(record.get("seq"), "the log must start with run_created")
+    """State right after the ``run_created`` record ``record`` (decoded here)."""
+    return start(_created(record), _seq(record))
+
+
+def _created(record: Record) -> RunCreated:
+    event = decode(record) if record.get("type") == "run_created" else None
+    if not isinstance(event, RunCreated):
+        raise IllegalTransition(_seq(record), "the log must start with run_created")
+    return event
+
+
+def start(created: RunCreated, seq: int | None = None) -> RunState:
+    """State right after ``created``: every step PENDING, roots unblocked."""
     try:
-        workflow = workflow_from_data(record["workflow"], source="run_created")
-        raw = record["options"]
-        options = RunOptions(int(raw["max_parallel"]), bool(raw["fail_fast"]), str(raw["base_dir"]))
-        run_id = str(record["run_id"])
+        workflow = workflow_from_data(created.workflow, source="run_created")
     except WorkflowInvalid as exc:
         # One line, so that ``wf list`` keeps one row per run.
         problems = "; ".join(map(str, exc.problems)) or "invalid workflow"
-        raise IllegalTransition(
-            record.get("seq"), f"run_created is malformed: workflow: {problems}"
-        ) from exc
-    except (KeyError, TypeError, ValueError) as exc:
-        raise IllegalTransition(record.get("seq"), f"run_created is malformed: {exc}") from exc
+        raise IllegalTransition(seq, f"run_created is malformed: workflow: {problems}") from exc
     count = len(workflow.steps)
     dependents: list[list[int]] = [[] for _ in range(count)]
     remaining = [0] * count
@@ -141,83 +140,87 @@ def initial_state(record: Record) -> RunState:
         for dependency in step.depends_on:
             dependents[workflow.index_of(dependency)].append(index)
     state = RunState(
-        run_id=run_id,
+        run_id=created.run_id,
         workflow=workflow,
-        options=options,
+        options=created.options,
         steps=[StepStatus() for _ in range(count)],
         dependents=dependents,
         remaining=remaining,
         open_steps=count,
-        last_seq=int(record.get("seq", 1)),
+        last_seq=seq or 0,
     )
     state.unblocked.update((i, None) for i in range(count) if remaining[i] == 0)
     return state
 
 
 def apply(state: RunState, record: Record) -> RunState:
-    """Fold one record into ``state`` (in place) and return it."""
-    seq = record.get("seq")
+    """Decode one record and fold it into ``state`` (in place); returns the state."""
     if state.finished is not None:
-        raise IllegalTransition(seq, f"{record.get('type')} after run_finished")
-    handler = _HANDLERS.get(record.get("type", ""))
-    if handler is None:
-        raise IllegalTransition(seq, f"unknown record type {record.get('type')!r}")
-    try:
-        handler(state, record)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise IllegalTransition(seq, f"malformed {record['type']} record: {exc!r}") from exc
-    if isinstance(seq, int):
+        raise IllegalTransition(_seq(record), f"{record.get('type')} after run_finished")
+    return apply_event(state, decode(record), _seq(record))
+
+
+def apply_event(state: RunState, event: Event, seq: int | None = None) -> RunState:
+    """Fold one event into ``state`` (in place) and return it.
+
+    ``seq`` names the record in an error and, when given, becomes ``state.last_seq``; the commit
+    path folds before the batch is durable and sets ``last_seq`` only once it is.
+    """
+    if state.finished is not None:
+        raise IllegalTransition(seq, f"{type_of(event)} after run_finished")
+    match event:
+        case StepTransition() | AttemptEnded():
+            _step(state, event, seq)
+        case Spawned():
+            _spawned(state, event, seq)
+        case RunnerStarted():
+            state.runner_generation += 1
+            state.runner_pid = event.pid
+        case CancelRequested():
+            state.cancel_requested = True
+            grace = event.grace_sec
+            state.cancel_grace_sec = float(grace) if grace is not None else None
+        case RunFinished():
+            _run_finished(state, event, seq)
+        case RunCreated():
+            raise IllegalTransition(seq, "run_created may only open the log")
+    if seq is not None:
         state.last_seq = seq
     return state
 
 
-def _runner_started(state: RunState, record: Record) -> None:
-    state.runner_generation += 1
-    state.runner_pid = record.get("pid")
-
-
-def _cancel_requested(state: RunState, record: Record) -> None:
-    state.cancel_requested = True
-    grace = record.get("grace_sec")
-    state.cancel_grace_sec = float(grace) if grace is not None else None
-
-
-def _run_finished(state: RunState, record: Record) -> None:
+def _seq(record: Record) -> int | None:
     seq = record.get("seq")
+    return seq if type(seq) is int else None
+
+
+def _run_finished(state: RunState, event: RunFinished, seq: int | None) -> None:
     if state.open_steps:
         raise IllegalTransition(seq, f"run_finished with {state.open_steps} step(s) not terminal")
-    try:
-        state.finished = RunStatus(record.get("state"))
-    except ValueError:
-        raise IllegalTransition(seq, f"run_finished with state {record.get('state')!r}") from None
-    if state.finished is RunStatus.RUNNING:
+    if event.state is RunStatus.RUNNING:
         raise IllegalTransition(seq, "run_finished with state RUNNING")
+    state.finished = event.state
 
 
-def _spawned(state: RunState, record: Record) -> None:
-    index, status = _step_of(state, record)
-    if status.state is not StepState.RUNNING or record.get("attempt") != status.attempt:
+def _spawned(state: RunState, event: Spawned, seq: int | None) -> None:
+    index, status = _step_of(state, event.step, seq)
+    if status.state is not StepState.RUNNING or event.attempt != status.attempt:
         raise IllegalTransition(
-            record.get("seq"), f"spawned for step {state.step_id(index)!r} which is not running it"
+            seq, f"spawned for step {state.step_id(index)!r} which is not running it"
         )
-    status.process = ProcessRef(int(record["pid"]), int(record["pgid"]), record.get("start_id"))
+    status.process = ProcessRef(event.pid, event.pgid, event.start_id)
 
 
-def _step_of(state: RunState, record: Record) -> tuple[int, StepStatus]:
-    step_id = record.get("step")
-    if not isinstance(step_id, str) or not state.workflow.has_step(step_id):
-        raise IllegalTransition(record.get("seq"), f"unknown step {step_id!r}")
+def _step_of(state: RunState, step_id: str, seq: int | None) -> tuple[int, StepStatus]:
+    if not state.workflow.has_step(step_id):
+        raise IllegalTransition(seq, f"unknown step {step_id!r}")
     index = state.workflow.index_of(step_id)
     return index, state.steps[index]
 
 
-def _step(state: RunState, record: Record) -> None:
-    seq = record.get("seq")
-    index, status = _step_of(state, record)
-    try:
-        source, target = StepState(record.get("from")), StepState(record.get("to"))
-    except ValueError:
-        raise IllegalTransition(seq, "step record with an unknown state") from None
+def _step(state: RunState, event: StepTransition | AttemptEnded, seq: int | None) -> None:
+    index, status = _step_of(state, event.step, seq)
+    source, target = event.from_, event.to
     name = state.step_id(index)
     if source is not status.state:
         raise IllegalTransition(seq, f"step {name!r} is {status.state}, record says from {source}")
@@ -226,19 +229,19 @@ def _step(state: RunState, record: Record) -> None:
     if status.terminal:
         raise IllegalTransition(seq, f"step {name!r} already finished for good")
     expected_attempt = status.attempt + 1 if target is StepState.RUNNING else status.attempt
-    if record.get("attempt") != expected_attempt:
+    if event.attempt != expected_attempt:
         raise IllegalTransition(
-            seq, f"step {name!r}: attempt {record.get('attempt')}, expected {expected_attempt}"
+            seq, f"step {name!r}: attempt {event.attempt}, expected {expected_attempt}"
         )
     _leave(state, index, status, source)
     status.state = target
     status.epoch += 1
     # Only now is this step's heap entry stale, so it can be dropped if it sits on top.
     if source is StepState.READY:
-        _drop_stale(state.ready_heap, lambda entry: _live_ready(state, entry))
+        _drop_stale(state.ready_heap, lambda entry: ready_entry_live(state, entry))
     elif source is StepState.FAILED:
-        _drop_stale(state.retry_heap, lambda entry: _live_retry(state, entry))
-    _enter(state, index, status, record)
+        _drop_stale(state.retry_heap, lambda entry: retry_entry_live(state, entry))
+    _enter(state, index, status, event, seq)
 
 
 def _leave(state: RunState, index: int, status: StepStatus, source: StepState) -> None:
@@ -252,8 +255,17 @@ def _leave(state: RunState, index: int, status: StepStatus, source: StepState) -
         status.retry_at = None
 
 
-def _enter(state: RunState, index: int, status: StepStatus, record: Record) -> None:
+def _enter(
+    state: RunState,
+    index: int,
+    status: StepStatus,
+    event: StepTransition | AttemptEnded,
+    seq: int | None,
+) -> None:
     target = status.state
+    # Only an observed attempt end carries an outcome; a decided transition has none.
+    ended = event if isinstance(event, AttemptEnded) else None
+    exit_code = ended.exit_code if ended is not None else None
     if target is StepState.READY:
         heapq.heappush(state.ready_heap, (index, status.epoch))
     elif target is StepState.RUNNING:
@@ -264,7 +276,7 @@ def _enter(state: RunState, index: int, status: StepStatus, record: Record) -> N
         status.reason = None
     elif target is StepState.SUCCEEDED:
         state.succeeded += 1
-        _record_outcome(status, record)
+        status.exit_code, status.reason = exit_code, event.reason
         for dependent in state.dependents[index]:
             state.remaining[dependent] -= 1
             if (
@@ -273,38 +285,26 @@ def _enter(state: RunState, index: int, status: StepStatus, record: Record) -> N
             ):
                 state.unblocked[dependent] = None
     elif target is StepState.FAILED:
-        _record_outcome(status, record)
+        status.exit_code, status.reason = exit_code, event.reason
         status.failures += 1
-        status.final = bool(record.get("final"))
+        status.final = ended is not None and ended.final
         if status.final:
             state.failed_final = True
             _doom_dependents(state, index)
         else:
-            status.retry_at = _retry_at(record)
+            if ended is None or ended.retry_at is None:
+                raise IllegalTransition(seq, "FAILED without final needs a valid retry_at")
+            status.retry_at = ended.retry_at
             heapq.heappush(state.retry_heap, (status.retry_at, index, status.epoch))
     elif target is StepState.SKIPPED:
-        status.reason = record.get("reason")
+        status.reason = event.reason
         _doom_dependents(state, index)
     elif target is StepState.CANCELLED:
-        status.reason = record.get("reason")
-        if "exit_code" in record:
-            status.exit_code = record["exit_code"]
+        status.reason = event.reason
+        if ended is not None:
+            status.exit_code = exit_code
     if status.terminal:
         state.open_steps -= 1
-
-
-def _record_outcome(status: StepStatus, record: Record) -> None:
-    status.exit_code = record.get("exit_code")
-    status.reason = record.get("reason")
-
-
-def _retry_at(record: Record) -> int:
-    try:
-        return clock.from_iso(record["retry_at"])
-    except (KeyError, TypeError, ValueError):
-        raise IllegalTransition(
-            record.get("seq"), "FAILED without final needs a valid retry_at"
-        ) from None
 
 
 def _doom_dependents(state: RunState, index: int) -> None:
@@ -314,12 +314,14 @@ def _doom_dependents(state: RunState, index: int) -> None:
             state.unblocked.pop(dependent, None)
 
 
-def _live_ready(state: RunState, entry: tuple[int, int]) -> bool:
+def ready_entry_live(state: RunState, entry: tuple[int, int]) -> bool:
+    """A ``ready_heap`` entry ``(step, epoch)`` still stands for a READY step (else it is stale)."""
     status = state.steps[entry[0]]
     return status.state is StepState.READY and status.epoch == entry[1]
 
 
-def _live_retry(state: RunState, entry: tuple[int, int, int]) -> bool:
+def retry_entry_live(state: RunState, entry: tuple[int, int, int]) -> bool:
+    """A ``retry_heap`` entry ``(due, step, epoch)`` still stands for a retry that waits."""
     status = state.steps[entry[1]]
     return status.state is StepState.FAILED and status.epoch == entry[2]
 
@@ -330,45 +332,42 @@ def _drop_stale(heap: list[Any], is_live: Callable[[Any], bool]) -> None:
         heapq.heappop(heap)
 
 
-_HANDLERS: dict[str, Callable[[RunState, Record], None]] = {
-    "runner_started": _runner_started,
-    "step": _step,
-    "spawned": _spawned,
-    "cancel_requested": _cancel_requested,
-    "run_finished": _run_finished,
-}
+#: Sees each record read, and the event it decoded to, once it is folded.
+Observer = Callable[[Record, Event], None]
 
 
 def fold_records(
     records: Iterable[Record],
-    observe: Callable[[Record], None] | None = None,
+    observe: Observer | None = None,
     source: str | None = None,
 ) -> RunState:
     """Build the state from records that start with ``run_created``, streaming: the readers' fold.
 
-    Unlike ``apply``, which trusts records the engine built itself, this checks every record's
-    members first (``wf_engine.core.records``): the records come from a file anyone could have
-    edited.
+    Each record is decoded (every member checked, ``wf_engine.core.events``) and its ``ts``
+    checked too: the records come from a file anyone could have edited.
     ``source`` is the log file they were read from, from line 1 on with no line skipped (a
     ``LogScan``), so the k-th record is on line k: a refused record is then reported as
-    ``CorruptLog`` naming that file and line. ``observe`` sees each record once it is folded
-    (status collects timings this way).
+    ``CorruptLog`` naming that file and line. ``observe`` sees each record, with its event, once
+    it is folded (status collects timings this way).
     """
     checker = RecordChecker()
     state: RunState | None = None
+    event: Event
     for line, record in enumerate(records, start=1):
         try:
             checker.check(record)
             if state is None:
-                state = initial_state(record)
+                created = _created(record)
+                state, event = start(created, _seq(record)), created
             else:
-                apply(state, record)
+                event = decode(record)
+                apply_event(state, event, _seq(record))
         except IllegalTransition as exc:
             if source is None:
                 raise
             raise CorruptLog(source, line, str(exc)) from exc
         if observe is not None:
-            observe(record)
+            observe(record, event)
     if state is None:
         raise IllegalTransition(
             None,

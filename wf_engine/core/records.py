@@ -4,9 +4,10 @@ A line whose checksum holds was written exactly as it is, so a member that is mi
 wrong JSON type is never a crash trace: it is corruption (or a hand-forged line), and the reader
 must say so instead of tracing back deep inside the fold, a renderer or ``replay --verify``.
 ``SCHEMAS`` lists every member a reader uses, per record type, and the kind of JSON value it
-must hold; members not listed are allowed and ignored (forward compatibility). Whether a value
-makes *sense* (a known step, a legal transition, the right attempt number) is the fold's job, not
-this module's: only shapes are checked here, so that the fold and the renderers can rely on them.
+must hold; members not listed are allowed and ignored (forward compatibility). The codec
+(``wf_engine.core.events.decode``) checks every record against it before building an event, so
+this table is the only description of a record's shape. Whether a value makes *sense* (a known
+step, a legal transition, the right attempt number) is the fold's job, not this module's.
 
 Checking is cheap on purpose (``wf status`` reads whole logs): per record, one ``dict.get`` per
 member of its schema and an exact-type test (``type(value) in types``: ``True`` is never a
@@ -86,6 +87,11 @@ OBJECT = Kind("an object", (dict,))
 STR_LIST = Kind(
     "a list of strings", (list,), lambda value: all(type(item) is str for item in value)
 )
+PIDS = Kind(
+    f"a list of integers from 1 to {_PID_MAX}",
+    (list,),
+    lambda value: all(type(item) is int and 0 < item <= _PID_MAX for item in value),
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -135,6 +141,7 @@ SCHEMAS: Mapping[str, Schema] = {
             "final": BOOL,
             "stderr_tail": STR,
             "error": STR,
+            "leaked_pids": PIDS,
         },
     ),
     "spawned": _schema(
@@ -146,30 +153,33 @@ SCHEMAS: Mapping[str, Schema] = {
 
 
 class RecordChecker:
-    """Checks records in log order; remembers the last good ``ts`` (a batch shares one)."""
+    """Checks the envelope's ``ts`` of records in log order, parsing it once per commit batch.
+
+    Only readers check it: the fold never reads ``ts``, and the events the engine folds live have
+    no envelope yet. The payload is the codec's to check (``check_members``).
+    """
 
     def __init__(self) -> None:
         self._last_ts: str | None = None
 
     def check(self, record: Record) -> None:
-        """Raise ``MalformedRecord`` if a member a reader uses is missing or mistyped.
-
-        A record of an unknown type is let through: the fold refuses it by name.
-        """
+        """Raise ``MalformedRecord`` if ``ts`` is missing or not a time."""
         ts = record.get("ts", _MISSING)
         if ts != self._last_ts:
             if not TIME.accepts(ts):
                 _fail(record, "envelope field 'ts'", TIME, ts)
             self._last_ts = ts
-        kind = record.get("type")
-        schema = SCHEMAS.get(kind) if type(kind) is str else None
-        if schema is not None:
-            _check_members(record, record, schema, "")
 
 
-def check_record(record: Record) -> None:
-    """Check one record on its own (``RecordChecker`` is the fast way to check a whole log)."""
-    RecordChecker().check(record)
+def check_members(record: Record) -> None:
+    """Raise ``MalformedRecord`` if a payload member a reader uses is missing or mistyped.
+
+    A record of an unknown type is let through: the codec refuses it by name.
+    """
+    kind = record.get("type")
+    schema = SCHEMAS.get(kind) if type(kind) is str else None
+    if schema is not None:
+        _check_members(record, record, schema, "")
 
 
 def _check_members(record: Record, members: Record, schema: Schema, prefix: str) -> None:

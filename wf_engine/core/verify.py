@@ -30,12 +30,14 @@ from wf_engine.core.decide import (
     attempt_finished,
     decide,
 )
-from wf_engine.core.fold import RunState, apply, initial_state
-from wf_engine.core.states import RunStatus, StepState
+from wf_engine.core.events import AttemptEnded, Event, RunFinished, StepTransition, decode, encode
+from wf_engine.core.fold import RunState, apply_event, initial_state
+from wf_engine.core.records import Record
+from wf_engine.core.states import StepState
 from wf_engine.errors import CorruptLog, IllegalTransition
-from wf_engine.log.eventlog import Record
 
 _OBSERVED_FROM_RUNNING = {StepState.SUCCEEDED, StepState.FAILED, StepState.CANCELLED}
+#: What the retry policy decides about an attempt's end, compared as the log spells them.
 _POLICY_FIELDS = ("to", "final", "retry_delay_sec", "retry_at")
 
 
@@ -44,100 +46,107 @@ class VerifyError(IllegalTransition):
 
 
 class Verifier:
-    """Checks records in log order; remembers the engine's last answer to reuse it."""
+    """Checks events in log order; remembers the engine's last answer to reuse it."""
 
     def __init__(self) -> None:
         self._expected: list[Command] = []
         self._expected_at: int | None = None
 
-    def check(self, state: RunState, record: Record) -> None:
-        """Raise ``VerifyError`` if ``record`` is not what the engine would do in ``state``."""
-        kind = record["type"]
-        if kind == "run_finished":
-            self._check_decided(state, record, FinishRun(RunStatus(record["state"])))
-            return
-        decided = _decision(state, record) if kind == "step" else None
+    def check(self, state: RunState, event: Event, seq: int | None, now_us: int) -> None:
+        """Raise ``VerifyError`` if ``event``, recorded at ``now_us``, is not what the engine
+        would do in ``state``; ``seq`` names it."""
+        decided: Command | None = None
+        match event:
+            case RunFinished():
+                decided = FinishRun(event.state)
+            case StepTransition() | AttemptEnded():
+                decided = _decision(state, event, seq, now_us)
         if decided is None:
             self._expected = []  # an observation changes the state decide saw
             return
-        self._check_decided(state, record, decided)
-
-    def _check_decided(self, state: RunState, record: Record, command: Command) -> None:
-        now = _ts(record)
-        if self._expected and self._expected_at == now and self._expected[0] == command:
+        if self._expected and self._expected_at == now_us and self._expected[0] == decided:
             self._expected.pop(0)
             return
-        answer = decide(state, now)
-        if command not in answer:
-            _fail(record, f"the engine would not decide {_describe(state, command)} here")
-        answer.remove(command)
-        self._expected, self._expected_at = answer, now
+        answer = decide(state, now_us)
+        if decided not in answer:
+            _fail(seq, f"the engine would not decide {_describe(state, decided)} here")
+        answer.remove(decided)
+        self._expected, self._expected_at = answer, now_us
 
 
-def verify_log(records: Sequence[Record], source: str) -> None:
-    """Fold ``records`` again from scratch, checking each against the state before it.
+def verify_log(entries: Sequence[tuple[Record, Event]], source: str) -> None:
+    """Fold the log again from scratch, checking each event against the state before it.
 
-    ``records`` are the log's committed records from line 1 on (as ``read_run`` keeps them,
-    already checked by ``fold_records``), so the k-th is on line k of ``source``: a divergence is
-    ``CorruptLog`` naming that file and line.
+    ``entries`` are the log's committed records from line 1 on, each with its event (as
+    ``read_run`` keeps them, already decoded and checked by ``fold_records``), so the k-th is on
+    line k of ``source``: a divergence is ``CorruptLog`` naming that file and line.
     """
-    state = initial_state(records[0])
+    state = initial_state(entries[0][0])
     verifier = Verifier()
-    for line, record in enumerate(records[1:], start=2):
+    for line, (record, event) in enumerate(entries[1:], start=2):
         try:
-            verifier.check(state, record)
-            apply(state, record)
+            seq = record.get("seq")
+            verifier.check(state, event, seq, _ts(record))
+            apply_event(state, event, seq)
         except IllegalTransition as exc:
             raise CorruptLog(source, line, str(exc)) from exc
 
 
 def check_record(state: RunState, record: Record) -> None:
     """Check one record on its own (``Verifier`` is the fast way to check a whole log)."""
-    Verifier().check(state, record)
+    Verifier().check(state, decode(record), record.get("seq"), _ts(record))
 
 
-def _decision(state: RunState, record: Record) -> Transition | None:
-    """The decision a step record claims, or None for an observation (checked here)."""
-    step_id = record.get("step")
-    if not isinstance(step_id, str) or not state.workflow.has_step(step_id):
+def _decision(
+    state: RunState, event: StepTransition | AttemptEnded, seq: int | None, now_us: int
+) -> Transition | None:
+    """The decision a step event claims, or None for an observation (checked here).
+
+    Told apart by the states, not by the event's type: a hand-made record that ends an attempt
+    without an exit code is still held to the retry policy.
+    """
+    if not state.workflow.has_step(event.step):
         return None  # the fold names it
-    index = state.workflow.index_of(step_id)
-    status = state.steps[index]
-    try:
-        source, target = StepState(record.get("from")), StepState(record.get("to"))
-    except ValueError:
-        return None  # the fold names it
-    if source is not status.state:
+    index = state.workflow.index_of(event.step)
+    source, target = event.from_, event.to
+    if source is not state.steps[index].state:
         return None  # the fold names it
     if source is StepState.RUNNING and target is StepState.READY:
-        if state.runner_generation <= status.started_by:
-            _fail(record, f"step {step_id!r} interrupted, but its runner never changed")
+        if state.runner_generation <= state.steps[index].started_by:
+            _fail(seq, f"step {event.step!r} interrupted, but its runner never changed")
         return None
     if source is StepState.RUNNING and target in _OBSERVED_FROM_RUNNING:
-        _check_outcome(state, record, index)
+        _check_outcome(state, event, index, seq, now_us)
         return None
-    return Transition(index, target, record.get("reason"))
+    return Transition(index, target, event.reason)
 
 
-def _check_outcome(state: RunState, record: Record, index: int) -> None:
-    if record["to"] == StepState.CANCELLED.value:
+def _check_outcome(
+    state: RunState,
+    event: StepTransition | AttemptEnded,
+    index: int,
+    seq: int | None,
+    now_us: int,
+) -> None:
+    if event.to is StepState.CANCELLED:
         if not state.stopping:
-            _fail(record, f"step {record['step']!r} cancelled while the run was not stopping")
+            _fail(seq, f"step {event.step!r} cancelled while the run was not stopping")
         return
-    reason = record.get("reason")
+    ended = event if isinstance(event, AttemptEnded) else None
     result = AttemptResult(
         step=index,
-        attempt=record["attempt"],
-        exit_code=record.get("exit_code"),
-        timed_out=reason == "timeout",
-        spawn_error=record.get("error") if reason == "spawn_error" else None,
+        attempt=event.attempt,
+        exit_code=ended.exit_code if ended else None,
+        timed_out=event.reason == "timeout",
+        spawn_error=ended.error if ended and event.reason == "spawn_error" else None,
     )
-    _, expected = attempt_finished(state, result, _ts(record))
+    _, expected = encode(attempt_finished(state, result, now_us))
+    _, recorded = encode(event)
     for key in _POLICY_FIELDS:
-        if expected.get(key) != record.get(key):
+        if expected.get(key) != recorded.get(key):
             _fail(
-                record,
-                f"step {record['step']!r}: {key} is {record.get(key)!r}, "
+                seq,
+                f"step {event.step!r}: {key} is {recorded.get(key)!r}, "
                 f"the retry policy gives {expected.get(key)!r}",
             )
 
@@ -153,9 +162,9 @@ def _ts(record: Record) -> int:
     try:
         return clock.from_iso(record["ts"])
     except (KeyError, TypeError, ValueError):
-        _fail(record, "missing or malformed ts")
+        _fail(record.get("seq"), "missing or malformed ts")
         raise AssertionError("unreachable") from None
 
 
-def _fail(record: Record, message: str) -> None:
-    raise VerifyError(record.get("seq"), f"verify failed: {message}")
+def _fail(seq: int | None, message: str) -> None:
+    raise VerifyError(seq, f"verify failed: {message}")

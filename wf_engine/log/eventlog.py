@@ -26,16 +26,17 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from wf_engine.core.records import Record as Record  # what a reader gets: re-exported
 from wf_engine.errors import CorruptLog, LogWriteError
 from wf_engine.log import durable
 from wf_engine.log.storefiles import open_regular
 
-Record = dict[str, Any]
 #: Called with the records of a batch: before the write, then before the fsync.
 BatchObserver = Callable[[Sequence[Record]], None]
 
 _CRC_PREFIX = b',"crc":"'
 _CRC_SUFFIX_LEN = len(_CRC_PREFIX) + 8 + 2  # ,"crc":"xxxxxxxx"}
+#: Members every record has besides its payload (``crc`` always last); no payload reuses them.
 ENVELOPE_FIELDS = ("seq", "batch", "batch_size", "type", "ts", "crc")
 
 
@@ -269,6 +270,10 @@ class EventLog:
 
     def append(self, events: Sequence[tuple[str, dict[str, Any]]], ts: str) -> list[Record]:
         """Write ``(type, payload)`` events as one batch and fsync it; returns the records.
+
+        The pairs are what ``wf_engine.core.events.encode`` gives: this layer knows the envelope
+        and the bytes, not what a payload means (``wf_engine.runtime.commit`` is its one caller
+        in the engine).
 
         On an ``OSError`` the log is left as the disk left it (at worst a torn tail) and the error
         propagates: the caller must stop, since nothing in this batch may be assumed durable.

@@ -8,6 +8,9 @@ Each turn of the loop::
                                                                  v
                                     hooks (durable records, seq order) --> act: spawn / signal
 
+The fold, the batch and the hooks are ``wf_engine.runtime.commit.Commit``'s, as they are for
+creating and resuming a run; the loop only says what to record and acts on what was committed.
+
 Nothing is acted on before it is durable: a RUNNING record is fsynced before its process is
 spawned, a SUCCEEDED record only follows an observed exit 0, and a dependent becomes READY in
 the same batch as its dependencies' SUCCEEDED or a later one (a batch is durable as a whole).
@@ -29,25 +32,23 @@ import signal
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
 
 from wf_engine.core import clock
 from wf_engine.core.decide import (
     AttemptResult,
-    Event,
     attempt_finished,
     command_event,
     decide,
     next_retry_at,
 )
-from wf_engine.core.fold import RunState, apply
+from wf_engine.core.events import CancelRequested, Event, RunnerStarted, Spawned, StepTransition
 from wf_engine.core.model import MAX_SECONDS
 from wf_engine.core.states import RunStatus, StepState
 from wf_engine.errors import StoreError
-from wf_engine.log.eventlog import EventLog, Record
 from wf_engine.log.storefiles import open_regular_fd
 from wf_engine.plugins.manager import BadHookValue, Plugins
 from wf_engine.runtime import procinfo
+from wf_engine.runtime.commit import Commit
 from wf_engine.runtime.ownership import RunLock
 from wf_engine.runtime.processes import (
     AttemptOutcome,
@@ -80,11 +81,7 @@ _Message = _Exited | _StopRequest
 SPAWNED_COMMIT_DELAY_SEC = 0.01
 
 
-def _is_spawned(item: Event | AttemptResult) -> bool:
-    return isinstance(item, tuple) and item[0] == "spawned"
-
-
-def read_cancel_request(paths: RunPaths) -> dict[str, Any] | None:
+def read_cancel_request(paths: RunPaths) -> CancelRequested | None:
     """The request ``wf cancel`` left in the run folder, if any (advisory).
 
     Read without blocking (a FIFO planted in its place is ignored), and taken apart defensively:
@@ -102,7 +99,7 @@ def read_cancel_request(paths: RunPaths) -> dict[str, Any] | None:
         os.close(fd)
     if not isinstance(value, dict):
         return None
-    request: dict[str, Any] = {"source": str(value.get("source") or "wf cancel")[:100]}
+    source = str(value.get("source") or "wf cancel")[:100]
     grace = value.get("grace_sec")
     if (
         isinstance(grace, int | float)
@@ -110,8 +107,8 @@ def read_cancel_request(paths: RunPaths) -> dict[str, Any] | None:
         and math.isfinite(grace)
         and 0 <= grace <= MAX_SECONDS
     ):
-        request["grace_sec"] = float(grace)
-    return request
+        return CancelRequested(source, grace_sec=float(grace))
+    return CancelRequested(source)
 
 
 class Runner:
@@ -120,15 +117,14 @@ class Runner:
     def __init__(
         self,
         paths: RunPaths,
-        log: EventLog,
-        state: RunState,
+        commit: Commit,
         plugins: Plugins,
         lock: RunLock,
         signals: StopSignals | None = None,
     ) -> None:
         self.paths = paths
-        self.log = log
-        self.state = state
+        self._commit = commit
+        self.state = commit.state
         self.plugins = plugins
         self._lock = lock
         #: Installed by the command before the run was created or taken over, so a signal at
@@ -151,17 +147,9 @@ class Runner:
 
     # -- entry points ------------------------------------------------------------------------
 
-    def announce(self, records: list[Record], resumed: bool) -> None:
-        """Fire hooks for the records that opened this ownership (already durable)."""
-        self.plugins.run_started(
-            self.run_id, self.paths.root, self.state.workflow.to_json(), resumed
-        )
-        for record in records:
-            self.plugins.event_appended(self.run_id, record)
-
     def release(self) -> None:
         """Give up ownership without running (``--detach`` hands the run to another process)."""
-        self.log.close()
+        self._commit.close()
         self._lock.close()
 
     def execute(self) -> RunStatus:
@@ -174,10 +162,10 @@ class Runner:
             while True:
                 now = clock.now_us()
                 self._fire_timers()
-                events = self._observe(now)
-                events.extend(self._decide(now))
-                if events:
-                    self._act(self._commit(events, now))
+                self._observe(now)
+                self._decide(now)
+                if self._commit.pending:
+                    self._act(self._commit.commit(now))
                 if self.state.finished is not None:
                     return self.state.finished
                 self._wait(now)
@@ -188,26 +176,23 @@ class Runner:
             signals.listen(None)
             if self._signals is None:
                 signals.restore()
-            self.log.close()
+            self._commit.close()
             self._lock.close()
 
     # -- the loop ----------------------------------------------------------------------------
 
-    def _observe(self, now: int) -> list[Event]:
-        """Fold what happened since the last turn: spawns, exits, stop requests."""
+    def _observe(self, now: int) -> None:
+        """Record what happened since the last turn: spawns, exits, stop requests."""
         while True:
             try:
                 self._receive(self._inbox.get_nowait())
             except queue.Empty:
                 break
-        events: list[Event] = []
         pending, self._pending = self._pending, []
         for item in pending:
-            event = (
+            self._commit.record(
                 attempt_finished(self.state, item, now) if isinstance(item, AttemptResult) else item
             )
-            events.append(self._fold(event))
-        return events
 
     def _receive(self, message: _Message) -> None:
         if isinstance(message, _Exited):
@@ -228,32 +213,20 @@ class Runner:
             self._kill_all(signal.SIGKILL)
         if isinstance(message, _StopRequest) and not self._stop_asked:
             self._stop_asked = True
-            request = read_cancel_request(self.paths) or {"source": "signal"}
+            request = read_cancel_request(self.paths) or CancelRequested("signal")
             if not self.state.cancel_requested:
-                self._pending.append(("cancel_requested", request))
+                self._pending.append(request)
 
-    def _decide(self, now: int) -> list[Event]:
-        events: list[Event] = []
+    def _decide(self, now: int) -> None:
+        """Ask ``decide`` until it has nothing more to say; each answer sees the last folded."""
         while commands := decide(self.state, now):
-            events.extend(self._fold(command_event(self.state, command)) for command in commands)
-        return events
+            for command in commands:
+                self._commit.record(command_event(self.state, command))
 
-    def _fold(self, event: Event) -> Event:
-        event_type, payload = event
-        apply(self.state, {"type": event_type, **payload})
-        return event
-
-    def _commit(self, events: list[Event], now: int) -> list[Record]:
-        records = self.log.append(events, clock.to_iso(now))
-        self.state.last_seq = records[-1]["seq"]
-        for record in records:
-            self.plugins.event_appended(self.run_id, record)
-        return records
-
-    def _act(self, records: list[Record]) -> None:
-        for record in records:
-            if record["type"] == "step" and record["to"] == StepState.RUNNING.value:
-                self._spawn(self.state.workflow.index_of(record["step"]), record["attempt"])
+    def _act(self, events: list[Event]) -> None:
+        for event in events:
+            if isinstance(event, StepTransition) and event.to is StepState.RUNNING:
+                self._spawn(self.state.workflow.index_of(event.step), event.attempt)
         if self.state.stopping:
             for index, process in list(self._attempts.items()):
                 if index not in self._stopped:
@@ -262,7 +235,7 @@ class Runner:
                     self._schedule("kill", index, process.key[1], self._stop_grace(index))
 
     def _wait(self, now: int) -> None:
-        if any(not _is_spawned(item) for item in self._pending):
+        if any(not isinstance(item, Spawned) for item in self._pending):
             return
         timeout = self._next_timer_in(now)
         if self._pending:
@@ -328,18 +301,7 @@ class Runner:
         self._attempts[index] = process
         if not self._pending:
             self._flush_by = time.monotonic() + SPAWNED_COMMIT_DELAY_SEC
-        self._pending.append(
-            (
-                "spawned",
-                {
-                    "step": step.id,
-                    "attempt": attempt,
-                    "pid": process.pid,
-                    "pgid": process.pgid,
-                    "start_id": process.start_id,
-                },
-            )
-        )
+        self._pending.append(Spawned(step.id, attempt, process.pid, process.pgid, process.start_id))
         if step.timeout_sec is not None:
             self._schedule("timeout", index, attempt, step.timeout_sec)
         process.watch(self._on_exit)
@@ -377,13 +339,5 @@ class Runner:
             process.signal(signum)
 
 
-def attach_log_hooks(log: EventLog, plugins: Plugins, run_id: str) -> None:
-    """Let plugins see each batch before its write and before its fsync (fault injection)."""
-    if plugins.has_impls("wf_log_before_write"):
-        log.before_write = lambda records: plugins.log_before_write(run_id, list(records))
-    if plugins.has_impls("wf_log_before_sync"):
-        log.before_sync = lambda records: plugins.log_before_sync(run_id, list(records))
-
-
-def runner_started_event() -> Event:
-    return "runner_started", {"pid": os.getpid(), "argv": sys.argv[1:]}
+def runner_started_event() -> RunnerStarted:
+    return RunnerStarted(os.getpid(), tuple(sys.argv[1:]))

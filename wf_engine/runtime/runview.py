@@ -11,9 +11,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from wf_engine.core.events import AttemptEnded, Event, RunCreated, RunFinished, StepTransition
 from wf_engine.core.fold import RunState, fold_records
+from wf_engine.core.records import Record
 from wf_engine.core.states import StepState
-from wf_engine.log.eventlog import LogScan, Record, TornTail
+from wf_engine.log.eventlog import LogScan, TornTail
 from wf_engine.runtime.ownership import is_owned
 from wf_engine.runtime.store import RunPaths
 
@@ -32,22 +34,23 @@ class Timings:
     finished: str | None = None
     steps: dict[str, StepTimes] = field(default_factory=dict)
 
-    def observe(self, record: Record) -> None:
-        kind = record["type"]
-        if kind == "run_created":
-            self.created = record["ts"]
-        elif kind == "run_finished":
-            self.finished = record["ts"]
-        elif kind == "step":
-            times = self.steps.setdefault(record["step"], StepTimes())
-            if record["to"] == StepState.RUNNING.value:
-                times.started = times.started or record["ts"]
-                times.finished = None
-            elif record["to"] in _ENDS:
-                times.finished = record["ts"]
+    def observe(self, ts: str, event: Event) -> None:
+        """Note when ``event``, recorded at ``ts``, started or ended something."""
+        match event:
+            case RunCreated():
+                self.created = ts
+            case RunFinished():
+                self.finished = ts
+            case StepTransition() | AttemptEnded():
+                times = self.steps.setdefault(event.step, StepTimes())
+                if event.to is StepState.RUNNING:
+                    times.started = times.started or ts
+                    times.finished = None
+                elif event.to in _ENDS:
+                    times.finished = ts
 
 
-_ENDS = {"SUCCEEDED", "FAILED", "SKIPPED", "CANCELLED"}
+_ENDS = {StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED, StepState.CANCELLED}
 
 
 @dataclass(slots=True)
@@ -60,17 +63,19 @@ class RunView:
     runner_alive: bool
 
 
-def read_run(
-    paths: RunPaths, until: int | None = None, keep: list[Record] | None = None
-) -> RunView:
-    """Fold the log (up to ``until`` seq, if given); ``keep`` collects the records folded."""
+#: A record as read, and the event it decoded to: what ``replay`` shows and verifies.
+Entry = tuple[Record, Event]
+
+
+def read_run(paths: RunPaths, until: int | None = None, keep: list[Entry] | None = None) -> RunView:
+    """Fold the log (up to ``until`` seq, if given); ``keep`` collects what was folded."""
     scan = LogScan(paths.events)
     timings = Timings()
 
-    def observe(record: Record) -> None:
-        timings.observe(record)
+    def observe(record: Record, event: Event) -> None:
+        timings.observe(record["ts"], event)
         if keep is not None:
-            keep.append(record)
+            keep.append((record, event))
 
     records: Iterable[Record] = scan
     if until is not None:

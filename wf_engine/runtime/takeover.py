@@ -1,7 +1,8 @@
 """Taking ownership of a run: create a new one, or resume one a dead runner left behind.
 
 Both paths end with a ``Runner`` whose first batch (``run_created`` + ``runner_started``, or
-``runner_started`` + interrupted steps) is already durable. Reading a run without owning it
+``runner_started`` + interrupted steps) is already durable and announced, committed as every
+later batch is (``wf_engine.runtime.commit``). Reading a run without owning it
 (``status``, ``replay``) lives in ``wf_engine.runtime.runview``.
 """
 
@@ -12,15 +13,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from wf_engine.core import clock
-from wf_engine.core.decide import Event, interrupted_event
-from wf_engine.core.fold import RunOptions, RunState, apply, fold_records, initial_state
+from wf_engine.core.decide import interrupted_event
+from wf_engine.core.events import RunCreated, RunOptions
+from wf_engine.core.fold import RunState, fold_records
 from wf_engine.core.model import Workflow
 from wf_engine.errors import UsageError
 from wf_engine.log.eventlog import EventLog, LogScan, cut_torn_tail
 from wf_engine.plugins.manager import Plugins
+from wf_engine.runtime.commit import Commit
 from wf_engine.runtime.leftovers import clear_leftovers
 from wf_engine.runtime.ownership import RunLock
-from wf_engine.runtime.runner import Runner, attach_log_hooks, runner_started_event
+from wf_engine.runtime.runner import Runner, runner_started_event
 from wf_engine.runtime.stopsignals import StopSignals
 from wf_engine.runtime.store import RunPaths, RunStore, new_run_id
 
@@ -57,19 +60,11 @@ def create_run(
     paths = store.create(run_id)
     lock = RunLock.acquire(paths.runner_lock, run_id)
     log = EventLog.create(paths.events)
-    attach_log_hooks(log, plugins, run_id)
-    created: Event = (
-        "run_created",
-        {"run_id": run_id, "workflow": request.workflow.to_json(), "options": options.to_json()},
-    )
-    state = initial_state({"type": created[0], **created[1]})
-    started = runner_started_event()
-    apply(state, {"type": started[0], **started[1]})
-    records = log.append([created, started], clock.to_iso(clock.now_us()))
-    state.last_seq = records[-1]["seq"]
-    runner = Runner(paths, log, state, plugins, lock, signals)
-    runner.announce(records, resumed=False)
-    return runner
+    created = RunCreated(run_id, request.workflow.to_json(), options)
+    commit = Commit.create(log, created, plugins)
+    commit.record(runner_started_event())
+    commit.commit_opening(clock.now_us(), paths.root, resumed=False)
+    return Runner(paths, commit, plugins, lock, signals)
 
 
 def resume_run(
@@ -96,32 +91,22 @@ def resume_run(
         if state.finished is not None:
             lock.close()
             return None
-        log = EventLog.open(paths.events, state.last_seq)
-        attach_log_hooks(log, plugins, run_id)
+        commit = Commit(EventLog.open(paths.events, state.last_seq), state, plugins)
     except BaseException:
         lock.close()
         raise
     try:
         stop_requested = (lambda: signals.requested) if signals else (lambda: False)
         clear_leftovers(paths, state, notify, stop_requested)
+        commit.record(runner_started_event())
+        for index in list(state.running):
+            commit.record(interrupted_event(state, index))
+        commit.commit_opening(clock.now_us(), paths.root, resumed=True)
     except BaseException:
-        log.close()
+        commit.close()
         lock.close()
         raise
-    events: list[Event] = [runner_started_event()]
-    events.extend(interrupted_event(state, index) for index in list(state.running))
-    for event_type, payload in events:
-        apply(state, {"type": event_type, **payload})
-    try:
-        records = log.append(events, clock.to_iso(clock.now_us()))
-    except BaseException:
-        log.close()
-        lock.close()
-        raise
-    state.last_seq = records[-1]["seq"]
-    runner = Runner(paths, log, state, plugins, lock, signals)
-    runner.announce(records, resumed=True)
-    return runner
+    return Runner(paths, commit, plugins, lock, signals)
 
 
 def _load(paths: RunPaths) -> tuple[RunState, LogScan]:

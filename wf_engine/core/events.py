@@ -1,0 +1,293 @@
+"""Every record type of the log as a frozen dataclass, and the one codec between them and JSON.
+
+The engine builds, folds and inspects typed events; only the log (and the hooks, whose documented
+contract is plain dicts) sees JSON. ``encode`` gives a record's type and payload in the very order
+of members the log has always had, so a record the engine wrote re-encodes to the same bytes
+(``tests/golden``): the order *is* the format, since the checksum covers it. ``decode`` is the
+only way back, and it trusts nothing: it checks every member against the one table of shapes
+(``wf_engine.core.records``) before building an event, so the fold, ``replay --verify`` and the
+renderers can read attributes without guarding.
+
+A ``step`` record is two things. A *decided* transition (``decide`` chose it, or a take-over
+recorded an interruption) carries ``step, from, to, attempt[, reason]``. An *observed* attempt
+end carries its ``exit_code`` (``null`` when the process never started) between ``attempt`` and
+``to``, then the retry policy's verdict. The ``exit_code`` member tells them apart on reading:
+with it a record decodes to ``AttemptEnded``, without it to ``StepTransition``.
+
+Members a reader does not use are dropped on decoding (a newer writer may add some); so are
+``null`` where the engine writes nothing: decoding then encoding is the identity on every record
+the engine writes, not on hand-forged ones.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from wf_engine.core import clock
+from wf_engine.core.records import Record, check_members
+from wf_engine.core.states import RunStatus, StepState
+from wf_engine.errors import IllegalTransition
+
+
+@dataclass(frozen=True, slots=True)
+class RunOptions:
+    """Options fixed when the run is created and stored in ``run_created``."""
+
+    max_parallel: int
+    fail_fast: bool
+    #: Absolute folder of the workflow file: steps' default working directory.
+    base_dir: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "max_parallel": self.max_parallel,
+            "fail_fast": self.fail_fast,
+            "base_dir": self.base_dir,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class RunCreated:
+    """The first record: the whole definition, so the log alone can rebuild the run."""
+
+    run_id: str
+    #: The definition as written (``Workflow.to_json()``); the fold validates it into a Workflow.
+    #: Kept as JSON so that a log re-encodes to its own bytes whatever wrote the definition.
+    workflow: dict[str, Any] = field(hash=False)
+    options: RunOptions
+
+
+@dataclass(frozen=True, slots=True)
+class RunnerStarted:
+    """A runner took ownership: the fold counts generations (an interruption needs a new one)."""
+
+    pid: int
+    argv: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepTransition:
+    """A decided transition: ``decide`` chose it, or a take-over found the step interrupted."""
+
+    step: str
+    from_: StepState
+    to: StepState
+    attempt: int
+    reason: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class AttemptEnded:
+    """An observed attempt end, with the retry policy's verdict on a failure."""
+
+    step: str
+    attempt: int
+    exit_code: int | None
+    to: StepState
+    reason: str | None
+    from_: StepState = StepState.RUNNING
+    #: Why the process could not start (``spawn_error`` only).
+    error: str | None = None
+    #: A FAILED attempt with no retry left; else ``retry_delay_sec`` and ``retry_at`` say when.
+    final: bool = False
+    retry_delay_sec: float | None = None
+    #: When the retry falls due, in microseconds (spelled as ``ts`` is in the log).
+    retry_at: int | None = None
+    stderr_tail: str | None = None
+    #: Processes that left the attempt's group, found by its mark and killed when it ended.
+    leaked_pids: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Spawned:
+    """An attempt's process exists: what identifies it, so no later reader signals a stranger."""
+
+    step: str
+    attempt: int
+    pid: int
+    pgid: int
+    start_id: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CancelRequested:
+    """The run is stopping (``wf cancel`` or a signal); ``grace_sec`` overrides steps' grace."""
+
+    source: str | None = None
+    pid: int | None = None
+    grace_sec: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RunFinished:
+    """Always the last record."""
+
+    state: RunStatus
+
+
+Event = (
+    RunCreated
+    | RunnerStarted
+    | StepTransition
+    | AttemptEnded
+    | Spawned
+    | CancelRequested
+    | RunFinished
+)
+
+
+def type_of(event: Event) -> str:
+    """The record type ``event`` is written as."""
+    return _TYPES[type(event)]
+
+
+def encode(event: Event) -> tuple[str, dict[str, Any]]:
+    """``event`` as its record type and payload, members in the order the log has always had."""
+    payload: dict[str, Any]
+    match event:
+        case StepTransition():
+            payload = {
+                "step": event.step,
+                "from": event.from_.value,
+                "to": event.to.value,
+                "attempt": event.attempt,
+            }
+            if event.reason is not None:
+                payload["reason"] = event.reason
+        case AttemptEnded():
+            payload = {
+                "step": event.step,
+                "from": event.from_.value,
+                "attempt": event.attempt,
+                "exit_code": event.exit_code,
+                "to": event.to.value,
+                "reason": event.reason,
+            }
+            if event.error is not None:
+                payload["error"] = event.error
+            if event.final:
+                payload["final"] = True
+            if event.retry_delay_sec is not None:
+                payload["retry_delay_sec"] = event.retry_delay_sec
+            if event.retry_at is not None:
+                payload["retry_at"] = clock.to_iso(event.retry_at)
+            if event.stderr_tail is not None:
+                payload["stderr_tail"] = event.stderr_tail
+            if event.leaked_pids:
+                payload["leaked_pids"] = list(event.leaked_pids)
+        case Spawned():
+            payload = {
+                "step": event.step,
+                "attempt": event.attempt,
+                "pid": event.pid,
+                "pgid": event.pgid,
+                "start_id": event.start_id,
+            }
+        case RunnerStarted():
+            payload = {"pid": event.pid}
+            if event.argv is not None:
+                payload["argv"] = list(event.argv)
+        case CancelRequested():
+            members = {"source": event.source, "pid": event.pid, "grace_sec": event.grace_sec}
+            payload = {name: value for name, value in members.items() if value is not None}
+        case RunFinished():
+            payload = {"state": event.state.value}
+        case RunCreated():
+            payload = {
+                "run_id": event.run_id,
+                "workflow": event.workflow,
+                "options": event.options.to_json(),
+            }
+    return _TYPES[type(event)], payload
+
+
+def decode(record: Record) -> Event:
+    """The event a record holds; ``MalformedRecord`` or ``IllegalTransition`` if it holds none.
+
+    Shapes are checked first (``check_members``: the messages name the member and what it must
+    be), then the values only a closed set allows (states), so every event built is well typed.
+    Whether it makes sense for the run (a known step, a legal transition) is the fold's to say.
+    The envelope is not read, except ``seq`` to name the record in an error.
+    """
+    kind = record.get("type")
+    build = _DECODERS.get(kind) if type(kind) is str else None
+    if build is None:
+        raise IllegalTransition(record.get("seq"), f"unknown record type {kind!r}")
+    check_members(record)
+    return build(record)
+
+
+def _run_created(record: Record) -> RunCreated:
+    raw = record["options"]
+    options = RunOptions(raw["max_parallel"], raw["fail_fast"], raw["base_dir"])
+    return RunCreated(record["run_id"], record["workflow"], options)
+
+
+def _runner_started(record: Record) -> RunnerStarted:
+    argv = record.get("argv")
+    return RunnerStarted(record["pid"], tuple(argv) if argv is not None else None)
+
+
+def _step(record: Record) -> StepTransition | AttemptEnded:
+    try:
+        source, target = StepState(record["from"]), StepState(record["to"])
+    except ValueError:
+        raise IllegalTransition(record.get("seq"), "step record with an unknown state") from None
+    if "exit_code" not in record:
+        reason = record.get("reason")
+        return StepTransition(record["step"], source, target, record["attempt"], reason)
+    retry_at = record.get("retry_at")
+    return AttemptEnded(
+        step=record["step"],
+        attempt=record["attempt"],
+        exit_code=record["exit_code"],
+        to=target,
+        reason=record.get("reason"),
+        from_=source,
+        error=record.get("error"),
+        final=record.get("final", False),
+        retry_delay_sec=record.get("retry_delay_sec"),
+        retry_at=clock.from_iso(retry_at) if retry_at is not None else None,
+        stderr_tail=record.get("stderr_tail"),
+        leaked_pids=tuple(record.get("leaked_pids", ())),
+    )
+
+
+def _spawned(record: Record) -> Spawned:
+    return Spawned(
+        record["step"], record["attempt"], record["pid"], record["pgid"], record.get("start_id")
+    )
+
+
+def _cancel_requested(record: Record) -> CancelRequested:
+    return CancelRequested(record.get("source"), record.get("pid"), record.get("grace_sec"))
+
+
+def _run_finished(record: Record) -> RunFinished:
+    try:
+        return RunFinished(RunStatus(record["state"]))
+    except ValueError:
+        raise IllegalTransition(
+            record.get("seq"), f"run_finished with state {record['state']!r}"
+        ) from None
+
+
+_TYPES: dict[type, str] = {
+    RunCreated: "run_created",
+    RunnerStarted: "runner_started",
+    StepTransition: "step",
+    AttemptEnded: "step",
+    Spawned: "spawned",
+    CancelRequested: "cancel_requested",
+    RunFinished: "run_finished",
+}
+_DECODERS: dict[str, Callable[[Record], Event]] = {
+    "run_created": _run_created,
+    "runner_started": _runner_started,
+    "step": _step,
+    "spawned": _spawned,
+    "cancel_requested": _cancel_requested,
+    "run_finished": _run_finished,
+}
