@@ -32,6 +32,7 @@ from typing import Any
 from wf_engine import hookimpl
 from wf_engine.log import durable
 
+#: Every crash point; ``pytest_wf``'s ``--wf-crash-points`` and strategies use this tuple.
 POINTS = ("before_write", "before_sync", "after_sync", "power_loss")
 #: Points whose kill happens after the batch's write and before its fsync.
 _BEFORE_SYNC = ("before_sync", "power_loss")

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from fault_injection.crash import POINTS as CRASH_POINTS
 from pytest_wf.harness import RunResult, TaskKit, WfHarness, WorkflowSpec
 
-CRASH_POINTS = ("before_write", "before_sync", "after_sync", "power_loss")
 DEFAULT_DEPTH = 30
 _REFERENCES = pytest.StashKey[dict[str, RunResult]]()
 

@@ -1,4 +1,5 @@
-"""Tests for ``wf_engine.core.validation``: every rule, with the exact path and message."""
+"""Tests for ``wf_engine.core.validation`` (every rule, with the exact path and message) and for
+``wf_engine.runtime.workflow_file.load_workflow``, which reads the file it validates."""
 
 from __future__ import annotations
 
@@ -12,14 +13,9 @@ from typing import Any
 import pytest
 
 from wf_engine.core.model import MAX_PARALLEL, MAX_RETRIES, MAX_SECONDS, Step, Workflow
-from wf_engine.core.validation import (
-    Problem,
-    WorkflowInvalid,
-    load_workflow,
-    parse_workflow,
-    workflow_from_data,
-)
+from wf_engine.core.validation import Problem, WorkflowInvalid, parse_workflow, workflow_from_data
 from wf_engine.errors import EXIT_USAGE, UsageError
+from wf_engine.runtime.workflow_file import load_workflow  # the file reading, outside the core
 
 ID_RULE = "1-128 characters of A-Z, a-z, 0-9, '_', '.', '-', not starting with '.' or '-'"
 
@@ -710,7 +706,7 @@ def test_round_trip_through_to_json(workflow: Workflow) -> None:
     assert parse_workflow(json.dumps(workflow.to_json())) == workflow
 
 
-# --- load_workflow -----------------------------------------------------------------------------
+# --- load_workflow (wf_engine.runtime.workflow_file) --------------------------------------------
 
 
 def test_load_workflow_reads_utf8_file(tmp_path: Path) -> None:

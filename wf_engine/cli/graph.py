@@ -8,8 +8,8 @@ import click
 
 from wf_engine.cli.context import CliContext
 from wf_engine.core.model import Workflow
-from wf_engine.core.validation import load_workflow
 from wf_engine.runtime.runview import read_run
+from wf_engine.runtime.workflow_file import load_workflow
 
 
 @click.command("graph")

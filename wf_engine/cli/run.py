@@ -11,7 +11,6 @@ import click
 
 from wf_engine.cli.context import EXIT_CODES, CliContext, note
 from wf_engine.core.model import MAX_PARALLEL
-from wf_engine.core.validation import load_workflow
 from wf_engine.errors import EXIT_CANCELLED, EXIT_OK
 from wf_engine.log import durable
 from wf_engine.plugins.manager import Plugins
@@ -21,6 +20,7 @@ from wf_engine.runtime.runview import live_summary, read_run
 from wf_engine.runtime.stopsignals import StopSignals
 from wf_engine.runtime.store import check_run_id
 from wf_engine.runtime.takeover import RunRequest, create_run, resume_run
+from wf_engine.runtime.workflow_file import load_workflow
 
 
 @click.command("run")

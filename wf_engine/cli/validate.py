@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wf_engine.core.validation import load_workflow
+from wf_engine.runtime.workflow_file import load_workflow
 
 
 @click.command("validate")

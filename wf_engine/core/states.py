@@ -1,4 +1,5 @@
-"""Step and run states, and the one table of legal step transitions (SPEC §5)."""
+"""Step and run states, and the one table of legal step transitions (docs/log-format.md,
+"Step states and transitions")."""
 
 from __future__ import annotations
 

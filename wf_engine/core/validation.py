@@ -11,7 +11,9 @@ file once instead of once per error. The work happens in three layers, each stop
                                                               _check_graph (ids, deps, cycles)
 
 Problems come out in document order: top-level fields, ``defaults``, then steps in order, then
-graph problems (which need every step id first), cycles last.
+graph problems (which need every step id first), cycles last. The cycle search itself is
+``wf_engine.core.graph``; reading a workflow *file* is ``wf_engine.runtime.workflow_file`` (the
+core does no I/O). The rules are documented in docs/workflows.md.
 """
 
 from __future__ import annotations
@@ -19,13 +21,12 @@ from __future__ import annotations
 import difflib
 import json
 import math
-import os
 import re
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
+from wf_engine.core.graph import find_cycles
 from wf_engine.core.model import (
     MAX_PARALLEL,
     MAX_RETRIES,
@@ -78,22 +79,6 @@ class WorkflowInvalid(UsageError):
 # Entry points
 
 
-def load_workflow(path: str | os.PathLike[str]) -> Workflow:
-    """Read a workflow file as UTF-8 (a leading BOM is tolerated) and validate it."""
-    source = os.fspath(path)
-    try:
-        with open(path, "rb") as file:
-            raw = file.read()
-    except OSError as exc:
-        raise _cannot_read(source, exc.strerror or str(exc)) from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        reason = f"not valid UTF-8 (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
-        raise _cannot_read(source, reason) from None
-    return parse_workflow(text, source)
-
-
 def parse_workflow(text: str, source: str = "<workflow>") -> Workflow:
     """Validate a workflow given as JSON text; ``source`` names it in error messages."""
     return workflow_from_data(_parse_json(text, source), source)
@@ -113,10 +98,6 @@ def workflow_from_data(data: object, source: str = "<workflow>") -> Workflow:
         raise WorkflowInvalid(source, list(dict.fromkeys(problems)))  # drop repeats, keep order
     steps = tuple(draft.step for draft in drafts if draft.step is not None)
     return Workflow(workflow_id=workflow_id, steps=steps, max_parallel=max_parallel)
-
-
-def _cannot_read(source: str, reason: str) -> WorkflowInvalid:
-    return WorkflowInvalid(source, [Problem("", f"cannot read file: {reason}")])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -543,7 +524,7 @@ def _check_graph(drafts: Sequence[_StepDraft], problems: list[Problem]) -> None:
                 edges[source].append(node_of[dep])
                 edge_path.setdefault((source, node_of[dep]), path)
     names = list(node_of)
-    for cycle in _find_cycles(edges):
+    for cycle in find_cycles(edges):
         text = " -> ".join(names[node] for node in [*cycle, cycle[0]])
         problems.append(Problem(edge_path[(cycle[0], cycle[1])], f"cycle: {text}"))
 
@@ -579,88 +560,6 @@ def _dependency_refs(
             refs.append((path, dep))
         first_at.setdefault(dep, path)
     return refs
-
-
-def _find_cycles(edges: Sequence[Sequence[int]]) -> list[list[int]]:
-    """One simple cycle per strongly connected component of two or more nodes, each starting at
-    the component's lowest-numbered node; sorted by that node. O(nodes + edges), no recursion."""
-    cycles: list[list[int]] = []
-    component = [-1] * len(edges)
-    for number, members in enumerate(_strongly_connected(edges)):
-        if len(members) < 2:
-            continue
-        for node in members:
-            component[node] = number
-        cycles.append(_cycle_through(min(members), edges, component))
-    return sorted(cycles, key=lambda cycle: cycle[0])
-
-
-def _strongly_connected(edges: Sequence[Sequence[int]]) -> list[list[int]]:
-    """Tarjan's algorithm with an explicit stack of (node, next edge index) frames."""
-    count = len(edges)
-    order = [-1] * count  # discovery number, -1 while unvisited
-    low = [0] * count
-    on_stack = [False] * count
-    stack: list[int] = []
-    components: list[list[int]] = []
-    counter = 0
-    for root in range(count):
-        if order[root] != -1:
-            continue
-        order[root] = low[root] = counter
-        counter += 1
-        stack.append(root)
-        on_stack[root] = True
-        frames = [(root, 0)]
-        while frames:
-            node, next_edge = frames[-1]
-            if next_edge < len(edges[node]):
-                frames[-1] = (node, next_edge + 1)
-                target = edges[node][next_edge]
-                if order[target] == -1:
-                    order[target] = low[target] = counter
-                    counter += 1
-                    stack.append(target)
-                    on_stack[target] = True
-                    frames.append((target, 0))
-                elif on_stack[target]:
-                    low[node] = min(low[node], order[target])
-                continue
-            frames.pop()
-            if frames:
-                parent = frames[-1][0]
-                low[parent] = min(low[parent], low[node])
-            if low[node] == order[node]:
-                members: list[int] = []
-                while True:
-                    member = stack.pop()
-                    on_stack[member] = False
-                    members.append(member)
-                    if member == node:
-                        break
-                components.append(members)
-    return components
-
-
-def _cycle_through(
-    start: int, edges: Sequence[Sequence[int]], component: Sequence[int]
-) -> list[int]:
-    """The shortest cycle from ``start`` back to itself inside its component (breadth-first, so
-    the printed cycle is short and the same on every run)."""
-    parent: dict[int, int] = {start: start}
-    queue = deque([start])
-    while queue:
-        node = queue.popleft()
-        for target in edges[node]:
-            if target == start:
-                path = [node]
-                while path[-1] != start:
-                    path.append(parent[path[-1]])
-                return path[::-1]
-            if component[target] == component[start] and target not in parent:
-                parent[target] = node
-                queue.append(target)
-    raise AssertionError("a strongly connected component always has a cycle")  # pragma: no cover
 
 
 # ---------------------------------------------------------------------------------------------

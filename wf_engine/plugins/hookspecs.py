@@ -23,10 +23,12 @@ A plugin may implement any subset of a hook's arguments, as pluggy allows.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
 import pluggy
+
+if TYPE_CHECKING:  # an annotation only: the CLI layer alone imports click
+    import click
 
 PROJECT_NAME = "wf_engine"
 

@@ -32,13 +32,15 @@ import warnings
 from collections.abc import Iterable, Mapping, Sequence
 from importlib import metadata
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
 import pluggy
 
 from wf_engine.errors import UsageError
 from wf_engine.plugins import hookspecs
+
+if TYPE_CHECKING:  # an annotation only: the CLI layer alone imports click
+    import click
 
 hookimpl = pluggy.HookimplMarker(hookspecs.PROJECT_NAME)
 ENTRY_POINT_GROUP = "wf_engine"

@@ -47,8 +47,14 @@ class RunLock:
             self._fd = -1
 
 
-def is_owned(path: str) -> bool:
-    """True while a live process holds the run's lock."""
+def lock_held(path: str) -> bool:
+    """True while some process holds an ``flock`` on the regular file at ``path``.
+
+    The probe: a shared, non-blocking lock on a fresh descriptor, dropped at once by closing it.
+    A missing file holds no lock (False); any other failure to open it (``StoreError`` for a
+    link or a non-regular file, ``OSError``) propagates, for the caller to judge. Used for the
+    run lock (``is_owned``) and for attempt locks (``processes.attempt_alive``).
+    """
     try:
         fd = open_regular_fd(path)
     except FileNotFoundError:
@@ -60,6 +66,11 @@ def is_owned(path: str) -> bool:
     finally:
         os.close(fd)
     return False
+
+
+def is_owned(path: str) -> bool:
+    """True while a live process holds the run's lock (``runner.lock`` at ``path``)."""
+    return lock_held(path)
 
 
 def owner_pid(path: str) -> int | None:

@@ -38,6 +38,7 @@ from wf_engine.errors import StoreError
 from wf_engine.log import durable
 from wf_engine.log.storefiles import open_regular_fd
 from wf_engine.runtime import oscaps, procinfo
+from wf_engine.runtime.ownership import lock_held
 
 AttemptKey = tuple[int, int]
 STDERR_TAIL_BYTES = 2048
@@ -302,18 +303,14 @@ def _append_note(path: str, text: str) -> None:
 
 
 def attempt_alive(lock_path: str) -> bool:
-    """True while any process that inherited the attempt's lock is still running."""
+    """True while any process that inherited the attempt's lock is still running.
+
+    A lock file that cannot be opened (missing, replaced by a link) proves nothing alive here.
+    """
     try:
-        fd = open_regular_fd(lock_path)
+        return lock_held(lock_path)
     except (OSError, StoreError):
         return False
-    try:
-        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    finally:
-        os.close(fd)
-    return False
 
 
 def read_tail(path: str, limit: int) -> str:
