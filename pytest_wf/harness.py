@@ -21,7 +21,9 @@ from typing import Any
 
 import wf_engine
 from fault_injection.powerloss import PowerLoss, drop_unsynced, unsynced_batch_start
+from wf_engine.errors import WfError
 from wf_engine.log.eventlog import Record, read_log
+from wf_engine.runtime.runview import read_run, run_summary
 from wf_engine.runtime.store import RunPaths, RunStore
 
 WorkflowSpec = Mapping[str, Any] | str | os.PathLike[str]
@@ -251,12 +253,25 @@ class WfHarness:
             running.close()
 
     def _result(self, done: subprocess.CompletedProcess[str], run_id: str) -> RunResult:
-        status = None
-        if RunStore(self.home).exists(run_id):
-            probe = self.cli("status", run_id, "--json")
-            if probe.returncode == 0:
-                status = json.loads(probe.stdout)
-        return RunResult(done.returncode, done.stdout, done.stderr, run_id, self.home, status)
+        return RunResult(
+            done.returncode, done.stdout, done.stderr, run_id, self.home, self._status(run_id)
+        )
+
+    def _status(self, run_id: str) -> dict[str, Any] | None:
+        """What ``wf status --json`` prints, computed by the same functions in this process.
+
+        No second interpreter per command: a crash point costs a few ``wf`` processes, and this
+        one only read the log. ``None`` when the run does not exist or cannot be read.
+        """
+        store = RunStore(self.home)
+        if not store.exists(run_id):
+            return None
+        try:
+            summary = run_summary(read_run(store.existing(run_id)))
+        except (WfError, OSError):
+            return None
+        status: dict[str, Any] = json.loads(json.dumps(summary))
+        return status
 
 
 class RunningWf:

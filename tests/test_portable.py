@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parent.parent
 #: Test files whose engines start, kill, crash and resume real processes, and the tests of each
 #: that touch processes (the log-only ones gain nothing from running twice).
 PROCESS_TESTS = {
-    "tests/test_never_twice.py": "not private and not umask and not grace_it_cannot",
+    "tests/test_never_twice.py": "not private and not umask and not grace_it and not stopped",
     "tests/test_cancel_e2e.py": "",
     "tests/test_run_e2e.py": "",
     "tests/test_resume_e2e.py": "sigkill or crash_at_every or concurrent or existing or resume_all",
