@@ -30,7 +30,7 @@ CRASH_DEPTH = "4"
 
 
 def test_the_switch_hides_the_linux_facilities() -> None:
-    probe = "from wf_engine import oscaps; print(oscaps.HAS_WAITID, oscaps.HAS_PROCFS)"
+    probe = "from wf_engine.runtime import oscaps; print(oscaps.HAS_WAITID, oscaps.HAS_PROCFS)"
     env = {**os.environ, "WF_PORTABLE": "1"}
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True
