@@ -15,34 +15,49 @@ SUCCEEDED), 2 on bad arguments. Standard library only.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import os
-import random
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-SHAPES = ("layered", "chain", "wide")
-LAYERS = 20
-MAKE = shutil.which("make") or "/usr/bin/make"
+from _workloads import (
+    LAYERS,
+    MAKE,
+    SHAPES,
+    BenchError,
+    Dag,
+    check_succeeded,
+    count_batches,
+    make_dag,
+    timed,
+    wf_command,
+    write_makefile,
+    write_workflow,
+)
 
-
-@dataclass(frozen=True)
-class Dag:
-    """Step ids in definition (topological) order and each step's dependencies."""
-
-    steps: list[str]
-    deps: dict[str, list[str]]
-
-    @property
-    def edges(self) -> int:
-        return sum(len(d) for d in self.deps.values())
+# Re-exported: these lived here before benchmarks/_workloads.py (bench_targets.py shares them).
+__all__ = [
+    "LAYERS",
+    "MAKE",
+    "SHAPES",
+    "BenchError",
+    "Dag",
+    "Result",
+    "bench",
+    "check_succeeded",
+    "count_batches",
+    "main",
+    "make_dag",
+    "render",
+    "timed",
+    "wf_command",
+    "write_makefile",
+    "write_workflow",
+]
 
 
 @dataclass(frozen=True)
@@ -63,91 +78,6 @@ class Result:
     make_times_s: list[float]
     wf_times_s: list[float]
     wf_batches: list[int]
-
-
-class BenchError(Exception):
-    """A benchmarked command failed: the numbers would be meaningless."""
-
-
-def make_dag(n: int, shape: str, seed: int) -> Dag:
-    """A deterministic DAG of ``n`` steps; ``seed`` fixes the random edges of ``layered``."""
-    width = max(1, len(str(n - 1)))
-    steps = [f"s{i:0{width}d}" for i in range(n)]
-    deps: dict[str, list[str]] = {s: [] for s in steps}
-    if shape == "chain":
-        for prev, cur in itertools.pairwise(steps):
-            deps[cur] = [prev]
-    elif shape == "layered":
-        rng = random.Random(seed)
-        layers = min(LAYERS, n)
-        # Layer k holds steps [bounds[k], bounds[k + 1]): sizes differ by at most one.
-        bounds = [n * k // layers for k in range(layers + 1)]
-        for k in range(1, layers):
-            earlier = steps[: bounds[k]]
-            for step in steps[bounds[k] : bounds[k + 1]]:
-                count = min(rng.randint(1, 3), len(earlier))
-                deps[step] = sorted(rng.sample(earlier, count))
-    elif shape != "wide":
-        raise ValueError(f"unknown shape {shape!r}")
-    return Dag(steps, deps)
-
-
-def write_workflow(dag: Dag, jobs: int, path: Path) -> None:
-    workflow = {
-        "workflow_id": "bench_dag",
-        "max_parallel": jobs,
-        "steps": [{"id": s, "command": "true", "depends_on": dag.deps[s]} for s in dag.steps],
-    }
-    path.write_text(json.dumps(workflow, indent=1) + "\n")
-
-
-def write_makefile(dag: Dag, path: Path) -> None:
-    lines = [".PHONY: all", "all: " + " ".join(dag.steps), ""]
-    for step in dag.steps:
-        lines.append(f".PHONY: {step}")
-        lines.append(f"{step}: {' '.join(dag.deps[step])}".rstrip())
-        lines.append("\t@true")
-    path.write_text("\n".join(lines) + "\n")
-
-
-def wf_command() -> list[str]:
-    """The installed ``wf`` script (what users run), else the module from this interpreter."""
-    exe = shutil.which("wf")
-    return [exe] if exe else [sys.executable, "-m", "wf_engine"]
-
-
-def timed(argv: list[str], cwd: Path) -> float:
-    start = time.perf_counter()
-    done = subprocess.run(
-        argv, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
-    )
-    elapsed = time.perf_counter() - start
-    if done.returncode != 0:
-        tail = done.stderr.decode(errors="replace")[-2000:]
-        raise BenchError(f"{' '.join(argv)} exited {done.returncode}\n{tail}")
-    return elapsed
-
-
-def check_succeeded(wf: list[str], home: Path, run_id: str, n: int) -> None:
-    done = subprocess.run(
-        [*wf, "--home", str(home), "status", run_id, "--json"],
-        capture_output=True,
-        text=True,
-    )
-    if done.returncode != 0:
-        raise BenchError(f"wf status {run_id} exited {done.returncode}\n{done.stderr[-2000:]}")
-    status = json.loads(done.stdout)
-    if status.get("state") != "SUCCEEDED":
-        raise BenchError(f"run {run_id} ended {status.get('state')}, not SUCCEEDED")
-    succeeded = sum(1 for s in status["steps"].values() if s["state"] == "SUCCEEDED")
-    if succeeded != n:
-        raise BenchError(f"run {run_id}: {succeeded} of {n} steps SUCCEEDED")
-
-
-def count_batches(events: Path) -> int:
-    """Commit batches in a run's log: one write + one fsync each."""
-    with events.open(encoding="utf-8") as f:
-        return len({json.loads(line)["batch"] for line in f if line.strip()})
 
 
 def bench(n: int, shape: str, jobs: int, repeat: int, seed: int, workdir: Path) -> Result:

@@ -1,0 +1,319 @@
+"""What the benchmark scripts share: the workloads, the tools that run them, and timing.
+
+A workload is a ``Dag`` of ``true`` steps (``make_dag``). The same ``Dag`` is written out for each
+tool that runs it, so every tool runs the very same graph:
+
+    make_dag(n, shape, seed) -> Dag --+--> write_workflow  -> workflow.json  (wf run)
+                                      +--> write_makefile  -> Makefile       (make -j; optionally
+                                      |                                       each recipe writes
+                                      |                                       its own .out/.err)
+                                      +--> write_dodo      -> dodo.py        (doit -n)
+                                      +--> workflow.json                      (floor.py)
+
+``run_timed`` runs one command and returns its wall time and peak RSS (``os.wait4``); the
+``check_*`` functions make sure a timed run did all its work, so no number comes from a failed
+run. ``alternate`` interleaves several contenders repeat by repeat, and ``compare`` reduces two of
+them to a ratio of medians plus the spread of the per-repeat ratios. Standard library only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import itertools
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+#: Where results and (by default) the temp folders go: on the repository's filesystem, and
+#: ignored by git (``.gitignore``: ``benchmarks/out/``).
+OUT = REPO / "benchmarks" / "out"
+SHAPES = ("layered", "chain", "wide")
+LAYERS = 20
+MAKE = shutil.which("make") or "/usr/bin/make"
+
+
+class BenchError(Exception):
+    """A benchmarked command failed: the numbers would be meaningless."""
+
+
+# -- workloads ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Dag:
+    """Step ids in definition (topological) order and each step's dependencies."""
+
+    steps: list[str]
+    deps: dict[str, list[str]]
+
+    @property
+    def edges(self) -> int:
+        return sum(len(d) for d in self.deps.values())
+
+
+def make_dag(n: int, shape: str, seed: int) -> Dag:
+    """A deterministic DAG of ``n`` steps; ``seed`` fixes the random edges of ``layered``."""
+    width = max(1, len(str(n - 1)))
+    steps = [f"s{i:0{width}d}" for i in range(n)]
+    deps: dict[str, list[str]] = {s: [] for s in steps}
+    if shape == "chain":
+        for prev, cur in itertools.pairwise(steps):
+            deps[cur] = [prev]
+    elif shape == "layered":
+        rng = random.Random(seed)
+        layers = min(LAYERS, n)
+        # Layer k holds steps [bounds[k], bounds[k + 1]): sizes differ by at most one.
+        bounds = [n * k // layers for k in range(layers + 1)]
+        for k in range(1, layers):
+            earlier = steps[: bounds[k]]
+            for step in steps[bounds[k] : bounds[k + 1]]:
+                count = min(rng.randint(1, 3), len(earlier))
+                deps[step] = sorted(rng.sample(earlier, count))
+    elif shape != "wide":
+        raise ValueError(f"unknown shape {shape!r}")
+    return Dag(steps, deps)
+
+
+def write_workflow(
+    dag: Dag, jobs: int, path: Path, command: str = "true", workflow_id: str = "bench_dag"
+) -> None:
+    """``workflow.json`` for ``wf run`` (and ``floor.py``): every step runs ``command``."""
+    workflow = workflow_dict(dag, jobs, command, workflow_id)
+    path.write_text(json.dumps(workflow, indent=1) + "\n")
+
+
+def workflow_dict(
+    dag: Dag, jobs: int, command: str = "true", workflow_id: str = "bench_dag"
+) -> dict[str, object]:
+    """The workflow document of ``dag``: every step runs ``command``, ``jobs`` at most at once."""
+    return {
+        "workflow_id": workflow_id,
+        "max_parallel": jobs,
+        "steps": [{"id": s, "command": command, "depends_on": dag.deps[s]} for s in dag.steps],
+    }
+
+
+def write_makefile(dag: Dag, path: Path, capture: bool = False) -> None:
+    """One ``.PHONY`` target per step, prerequisites = dependencies, and an ``all`` target.
+
+    The recipe is ``@true``: make execs it directly, no shell, output inherited. With
+    ``capture``, it is ``@true >$(OUT)/STEP.out 2>$(OUT)/STEP.err`` (run ``make OUT=DIR``): a
+    shell per step, and two files per step created, as ``wf`` creates its attempt's files.
+    """
+    lines = [".PHONY: all", "all: " + " ".join(dag.steps), ""]
+    for step in dag.steps:
+        recipe = f"@true >$(OUT)/{step}.out 2>$(OUT)/{step}.err" if capture else "@true"
+        lines.append(f".PHONY: {step}")
+        lines.append(f"{step}: {' '.join(dag.deps[step])}".rstrip())
+        lines.append(f"\t{recipe}")
+    path.write_text("\n".join(lines) + "\n")
+
+
+DODO = '''"""doit tasks generated by benchmarks/_workloads.py: one `true` per step."""
+
+STEPS = {steps}
+DOIT_CONFIG = {{"verbosity": 0}}  # capture stdout and stderr of every action, in memory
+
+
+def task_s():
+    for name, deps in STEPS:
+        yield {{"name": name, "actions": ["true"], "task_dep": ["s:" + d for d in deps]}}
+'''
+
+
+def write_dodo(dag: Dag, path: Path) -> None:
+    """A ``dodo.py`` for ``doit``: one sub-task ``s:STEP`` per step, ``task_dep`` = dependencies.
+
+    ``true`` is a string action (``/bin/sh -c``, as ``wf`` runs a string command) and its output
+    is captured in memory (verbosity 0); doit keeps no log, only its dependency database.
+    """
+    steps = json.dumps([[s, dag.deps[s]] for s in dag.steps])
+    path.write_text(DODO.format(steps=steps))
+
+
+# -- tools -------------------------------------------------------------------------------------
+
+
+def _script(name: str) -> str | None:
+    """The console script ``name`` of this interpreter, else the first one on ``PATH``.
+
+    The one beside ``sys.executable`` comes first: a ``PATH`` entry may be a shim (pyenv's is a
+    bash script that execs the real one), and its start-up is not the tool's cost.
+    """
+    beside = Path(sys.executable).with_name(name)
+    if beside.is_file() and os.access(beside, os.X_OK):
+        return str(beside)
+    return shutil.which(name)
+
+
+def wf_command() -> list[str]:
+    """The installed ``wf`` script (what users run), else the module from this interpreter."""
+    exe = _script("wf")
+    return [exe] if exe else [sys.executable, "-m", "wf_engine"]
+
+
+def doit_command() -> list[str] | None:
+    """``python -m doit`` when this interpreter has doit, else a ``doit`` script, else None."""
+    if importlib.util.find_spec("doit") is not None:
+        return [sys.executable, "-m", "doit"]
+    exe = _script("doit")
+    return [exe] if exe else None
+
+
+def tool_version(argv: Sequence[str]) -> str:
+    """The first line ``argv`` prints (e.g. ``make --version``), or ``"?"``."""
+    try:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=30, check=False)
+    except OSError:
+        return "?"
+    lines = (done.stdout or done.stderr).strip().splitlines()
+    return lines[0].strip() if lines else "?"
+
+
+# -- running and checking ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Timing:
+    """One run of a command: wall seconds, and the peak RSS of it and what it waited for."""
+
+    seconds: float
+    #: ``ru_maxrss`` from ``os.wait4``: the largest resident set (KiB) of the process and of
+    #: every descendant it waited for; for ``wf run``, the engine is the largest by far.
+    max_rss_kb: int
+
+
+def run_timed(
+    argv: Sequence[str], cwd: Path, env: Mapping[str, str] | None = None, timeout: float = 3600
+) -> Timing:
+    """Run ``argv`` (stdout to ``/dev/null``), raise ``BenchError`` unless it exits 0."""
+    with tempfile.TemporaryFile() as err:
+        start = time.perf_counter()
+        process = subprocess.Popen(
+            list(argv),
+            cwd=cwd,
+            env=None if env is None else dict(env),
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+        killer = threading.Timer(timeout, process.kill)  # os.wait4 itself has no timeout
+        killer.daemon = True
+        killer.start()
+        try:
+            _, status, usage = os.wait4(process.pid, 0)
+        finally:
+            killer.cancel()
+        elapsed = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)  # reaped here, not by Popen
+        if process.returncode != 0:
+            err.seek(0)
+            tail = err.read().decode(errors="replace")[-2000:]
+            raise BenchError(f"{' '.join(argv)} exited {process.returncode}\n{tail}")
+    return Timing(elapsed, usage.ru_maxrss)
+
+
+def timed(argv: Sequence[str], cwd: Path) -> float:
+    """Wall seconds of one run of ``argv`` (see ``run_timed``)."""
+    return run_timed(argv, cwd).seconds
+
+
+def wf_status(wf: Sequence[str], home: Path, run_id: str) -> dict[str, object]:
+    """``wf status RUN --json``."""
+    done = subprocess.run(
+        [*wf, "--home", str(home), "status", run_id, "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise BenchError(f"wf status {run_id} exited {done.returncode}\n{done.stderr[-2000:]}")
+    status: dict[str, object] = json.loads(done.stdout)
+    return status
+
+
+def check_succeeded(wf: Sequence[str], home: Path, run_id: str, n: int) -> None:
+    """The run ended SUCCEEDED with all ``n`` steps SUCCEEDED (``wf status RUN --json``)."""
+    status = wf_status(wf, home, run_id)
+    if status.get("state") != "SUCCEEDED":
+        raise BenchError(f"run {run_id} ended {status.get('state')}, not SUCCEEDED")
+    steps = status["steps"]
+    assert isinstance(steps, dict)
+    succeeded = sum(1 for s in steps.values() if s["state"] == "SUCCEEDED")
+    if succeeded != n:
+        raise BenchError(f"run {run_id}: {succeeded} of {n} steps SUCCEEDED")
+
+
+def count_batches(events: Path) -> int:
+    """Commit batches in a run's log: one write + one fsync each."""
+    with events.open(encoding="utf-8") as f:
+        return len({json.loads(line)["batch"] for line in f if line.strip()})
+
+
+def check_floor(home: Path, n: int) -> None:
+    """``floor.py`` logged ``n`` steps SUCCEEDED with exit status 0."""
+    ok = 0
+    with (home / "events.jsonl").open(encoding="utf-8") as f:
+        for line in f:
+            record = json.loads(line)
+            ok += record.get("to") == "SUCCEEDED" and record.get("status") == 0
+    if ok != n:
+        raise BenchError(f"floor.py in {home}: {ok} of {n} steps ended with status 0")
+
+
+# -- interleaving and ratios -------------------------------------------------------------------
+
+
+def alternate(
+    contenders: Mapping[str, Callable[[int], float]], repeat: int, rotate: bool = True
+) -> dict[str, list[float]]:
+    """Run every contender once per repeat, interleaved; seconds of each run, by contender.
+
+    ``contenders[name](i)`` does repeat ``i`` (its own fresh folders) and returns its seconds.
+    With ``rotate``, repeat ``i`` starts with the ``i``-th contender, so none always runs right
+    after the same other one (whose disk writeback, say, would land on it every time).
+    """
+    names = list(contenders)
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for i in range(repeat):
+        shift = i % len(names) if rotate else 0
+        for name in names[shift:] + names[:shift]:
+            times[name].append(contenders[name](i))
+    return times
+
+
+@dataclass(frozen=True)
+class Ratio:
+    """``subject`` against ``baseline`` over runs interleaved repeat by repeat."""
+
+    subject: str
+    baseline: str
+    subject_median_s: float
+    baseline_median_s: float
+    #: ``subject median / baseline median``: the number to compare.
+    ratio: float
+    #: subject / baseline of each repeat (runs made back to back): the spread shows the noise.
+    pair_ratios: list[float]
+
+
+def compare(times: Mapping[str, Sequence[float]], subject: str, baseline: str) -> Ratio:
+    s, b = times[subject], times[baseline]
+    return Ratio(
+        subject=subject,
+        baseline=baseline,
+        subject_median_s=statistics.median(s),
+        baseline_median_s=statistics.median(b),
+        ratio=statistics.median(s) / statistics.median(b),
+        pair_ratios=[x / y for x, y in zip(s, b, strict=True)],
+    )
