@@ -46,7 +46,7 @@ def wait_ready(tasks: TaskKit, label: str) -> int:
     return int(pids[0])
 
 
-@pytest.mark.parametrize("lost", ["steps folder", "lock file"])
+@pytest.mark.parametrize("lost", ["steps folder", "pid journal"])
 def test_resume_kills_the_old_attempt_whatever_file_was_lost(
     wf: WfHarness, wf_tasks: TaskKit, lost: str
 ) -> None:
@@ -58,7 +58,7 @@ def test_resume_kills_the_old_attempt_whatever_file_was_lost(
     if lost == "steps folder":
         shutil.rmtree(running.paths.root + "/steps")
     else:
-        os.unlink(running.paths.attempt_file("slow", 1, "lock"))
+        os.unlink(running.paths.root + "/steps/.pids")
 
     result = wf.resume(running.run_id)
 
@@ -111,7 +111,7 @@ def test_a_failed_write_after_a_spawn_kills_that_attempt(wf: WfHarness, wf_tasks
     result = wf.run(workflow, env=disk_fault_env("advisory", "ENOSPC", 1))
 
     assert result.returncode == 4
-    assert "steps/a/1.lock: cannot write: No space left on device" in result.stderr
+    assert "steps/.pids: cannot write: No space left on device" in result.stderr
     assert "Traceback" not in result.stderr
     wait_until(lambda: not marked_processes(Path(result.paths.root)), 10, "attempt to die")
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -56,15 +55,24 @@ def test_a_zombie_or_a_dead_pid_is_gone(path: str) -> None:
     assert not procinfo.same_process(child.pid, "linux:1")
 
 
-def test_lock_holders_names_the_processes_holding_a_file(path: str, tmp_path: object) -> None:
-    if path == "ps" and shutil.which("lsof") is None:
-        pytest.skip("this system cannot list a file's holders (no lsof)")
-    target = os.path.join(str(tmp_path), "held")
+def test_pipe_holders_names_the_processes_holding_a_pipe(path: str) -> None:
+    read_end, write_end = os.pipe()
     holder = subprocess.Popen(
-        [sys.executable, "-c", f"f = open({target!r}, 'w'); import time; time.sleep(60)"]
+        [sys.executable, "-c", "import time; time.sleep(60)"], stdout=write_end
     )
+    os.close(write_end)
+    inode = os.fstat(read_end).st_ino
     try:
-        wait_until(lambda: holder.pid in (procinfo.lock_holders(target) or []), 10, "holder")
+        if path == "ps":
+            assert procinfo.pipe_holders({inode}) is None  # only /proc can tell
+            return
+        wait_until(
+            lambda: holder.pid in (procinfo.pipe_holders({inode}) or {}).get(inode, []),
+            10,
+            "holder",
+        )
+        assert os.getpid() in (procinfo.pipe_holders({inode}) or {})[inode]  # the read end
     finally:
         holder.kill()
         holder.wait()
+        os.close(read_end)

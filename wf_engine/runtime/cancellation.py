@@ -27,11 +27,12 @@ from wf_engine.log import durable
 from wf_engine.log.storefiles import open_regular_fd
 from wf_engine.plugins.manager import Plugins
 from wf_engine.runtime import procinfo
+from wf_engine.runtime.executor import Notify
 from wf_engine.runtime.ownership import is_owned, owner_pid
 from wf_engine.runtime.processes import KILL_WAIT_SEC
 from wf_engine.runtime.runview import read_run
 from wf_engine.runtime.store import RunPaths, RunStore
-from wf_engine.runtime.takeover import Notify, resume_run
+from wf_engine.runtime.takeover import resume_run
 
 #: Time an owner gets, beyond twice the grace period, to record the cancel and let go.
 RESPONSE_MARGIN_SEC = 10.0

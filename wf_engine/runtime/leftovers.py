@@ -7,15 +7,14 @@ closed its descriptors or left its process group):
 
 * the **mark** every attempt's processes carry in their environment (``procinfo.find_marked``),
   for the whole run, whatever step or attempt;
-* each RUNNING step's **recorded group leader**, from its ``spawned`` record or else from the pid
-  written into the attempt's lock file, checked against pid reuse by its start id;
-* each RUNNING step's **attempt lock**: while it is held some process of the attempt lives, and
-  its holders are looked up (``/proc`` or ``lsof``).
+* each RUNNING step's **recorded group leader**, from its ``spawned`` record or else from the
+  run's pid journal (``steps/.pids``), checked against pid reuse by its start id;
+* each RUNNING attempt's **output pipes**, named in the pid journal: every process still holding
+  one inherited it from the attempt (``/proc`` only).
 
 Whatever is found gets SIGTERM, then SIGKILL after the step's grace period. Take-over goes on
-only once nothing is found. If something cannot be proven dead (it survives SIGKILL, or a lock is
-held by processes this system cannot identify) take-over waits, saying what it waits for and why,
-and starts nothing meanwhile.
+only once nothing is found. If something cannot be proven dead (it survives SIGKILL) take-over
+waits, saying what it waits for and why, and starts nothing meanwhile.
 """
 
 from __future__ import annotations
@@ -28,13 +27,12 @@ from dataclasses import dataclass, field
 
 from wf_engine.core.fold import RunState
 from wf_engine.core.model import DEFAULT_KILL_GRACE_SEC
-from wf_engine.errors import EXIT_CANCELLED, StoreError, WfError
-from wf_engine.log.storefiles import open_regular
-from wf_engine.runtime import procinfo
-from wf_engine.runtime.processes import KILL_WAIT_SEC, attempt_alive
+from wf_engine.errors import EXIT_CANCELLED, WfError
+from wf_engine.runtime import pidjournal, procinfo
+from wf_engine.runtime.executor import Notify
+from wf_engine.runtime.processes import KILL_WAIT_SEC
 from wf_engine.runtime.store import RunPaths
 
-Notify = Callable[[str], None]
 #: How often a take-over that cannot prove leftovers dead says so again.
 WAIT_NOTICE_EVERY_SEC = 10.0
 
@@ -58,12 +56,10 @@ class _Found:
 @dataclass(slots=True)
 class _Survey:
     found: list[_Found] = field(default_factory=list)
-    #: Attempt locks held by processes this system cannot identify.
-    unknown_locks: list[str] = field(default_factory=list)
 
     @property
     def clear(self) -> bool:
-        return not self.found and not self.unknown_locks
+        return not self.found
 
 
 def clear_leftovers(
@@ -99,38 +95,32 @@ def _survey(paths: RunPaths, state: RunState) -> _Survey:
         survey.found.append(
             _Found(process.pid, process.start_id, f"step {step_id!r} attempt {attempt}")
         )
-    marked = {found.pid for found in survey.found}
+    known = {found.pid for found in survey.found} | {os.getpid()}
+    journal = pidjournal.read(paths) if state.running else {}
+    owners: dict[int, str] = {}
     for index in state.running:
         status = state.steps[index]
         step_id = state.step_id(index)
         owner = f"step {step_id!r} attempt {status.attempt}"
-        lock_path = paths.attempt_file(step_id, status.attempt, "lock")
-        leader, start_id = _recorded_leader(state, index, lock_path)
+        entry = journal.get(procinfo.attempt_key(paths.root, step_id, status.attempt))
+        recorded = status.process
+        leader, start_id = (
+            (recorded.pgid, recorded.start_id)
+            if recorded is not None
+            else (entry.pid, entry.start_id)
+            if entry is not None
+            else (None, None)
+        )
         if leader is not None and procinfo.same_process(leader, start_id):
             survey.found.append(_Found(leader, start_id, owner, group=True))
-        if not attempt_alive(lock_path):
-            continue
-        holders = procinfo.lock_holders(lock_path)
-        if holders is None:
-            survey.unknown_locks.append(lock_path)
-            continue
-        for pid in holders:
-            if pid not in marked and pid != os.getpid():
-                survey.found.append(_Found(pid, procinfo.start_id(pid), owner))
+        for inode in entry.pipes if entry is not None else ():
+            owners[inode] = owner
+    for inode, pids in (procinfo.pipe_holders(set(owners)) or {}).items():
+        for pid in pids:
+            if pid not in known:
+                known.add(pid)
+                survey.found.append(_Found(pid, procinfo.start_id(pid), owners[inode]))
     return survey
-
-
-def _recorded_leader(state: RunState, index: int, lock_path: str) -> tuple[int | None, str | None]:
-    """The attempt's group leader: from its ``spawned`` record, else from its lock file."""
-    process = state.steps[index].process
-    if process is not None:
-        return process.pgid, process.start_id
-    try:
-        with open_regular(lock_path) as file:
-            pid_text, _, start_id = file.read(200).decode("ascii").strip().partition(" ")
-        return int(pid_text), (start_id if start_id and start_id != "-" else None)
-    except (OSError, ValueError, StoreError):
-        return None, None
 
 
 def _signal(survey: _Survey, signum: int) -> None:
@@ -166,7 +156,4 @@ def _wait_clear(
 
 def _describe(survey: _Survey) -> str:
     parts = [f"{found.owner}: pid {found.pid} still alive" for found in survey.found]
-    parts += [
-        f"{lock} is held by processes this system cannot identify" for lock in survey.unknown_locks
-    ]
     return "; ".join(parts) + " (a new attempt never runs beside an old one)"

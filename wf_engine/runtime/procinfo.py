@@ -15,10 +15,12 @@ Two questions, each with a ``/proc`` answer on Linux and a ``ps`` answer elsewhe
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import math
 import os
-import shutil
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -43,7 +45,12 @@ def run_mark(run_root: str) -> str:
     Derived from the folder's absolute path, so a resuming runner computes it from nothing but
     where the run lives; distinct run stores on one machine never share it.
     """
-    return hashlib.sha1(os.path.abspath(run_root).encode()).hexdigest()[:16]
+    return _digest(os.path.abspath(run_root))
+
+
+@functools.cache
+def _digest(path: str) -> str:
+    return hashlib.sha1(path.encode()).hexdigest()[:16]
 
 
 def attempt_key(run_root: str, step_id: str, attempt: int) -> str:
@@ -51,12 +58,15 @@ def attempt_key(run_root: str, step_id: str, attempt: int) -> str:
     return f"{run_mark(run_root)}/{step_id}/{attempt}"
 
 
-def start_id(pid: int) -> str | None:
-    """An opaque token fixed for the life of process ``pid``; ``None`` if gone or a zombie."""
+def start_id(pid: int, zombie_too: bool = False) -> str | None:
+    """An opaque token fixed for the life of process ``pid``; ``None`` if gone or a zombie.
+
+    ``zombie_too``: a zombie's token as well (for recording an exited process's identity).
+    """
     if oscaps.HAS_PROCFS:
         stat = _linux_stat(pid)
-        return None if stat is None or stat[0] == "Z" else f"linux:{stat[2]}"
-    return _ps_start_id(pid)
+        return None if stat is None or (stat[0] == "Z" and not zombie_too) else f"linux:{stat[2]}"
+    return _ps_start_id(pid, zombie_too)
 
 
 def same_process(pid: int, recorded: str | None) -> bool:
@@ -76,21 +86,102 @@ def find_marked(prefix: str) -> list[MarkedProcess]:
     return [process for process in found if process.pid != me]
 
 
-def lock_holders(path: str) -> list[int] | None:
-    """Pids of processes with ``path`` open, or ``None`` when this system cannot tell."""
-    try:
-        target = os.stat(path)
-    except OSError:
-        return []
-    if oscaps.HAS_PROCFS:
-        return list(_linux_holders(target.st_dev, target.st_ino))
-    lsof = shutil.which("lsof")
-    if lsof is None:
+class MarkScanner:
+    """``find_marked`` for a runner that asks after every attempt: reads only what is new.
+
+    A full scan reads every process's environment (about 10 µs each). Between two scans, only
+    processes that appeared since need reading: a process that carried no mark when it was seen
+    cannot gain one (an attempt's processes are created after the attempt, with the mark). Its
+    pid could only come back as another process after the pid counter wrapped, which shows as a
+    new pid far below the highest seen; that, or a last scan over ``FULL_SCAN_AFTER_SEC`` old,
+    makes the next scan a full one. Processes that did carry a mark are read again every time (they
+    may have exited or become zombies). Linux only; elsewhere every scan is ``find_marked``'s.
+    """
+
+    FULL_SCAN_AFTER_SEC = 1.0
+    #: Pids of processes forked at the same moment become visible in any order: only a new pid
+    #: this far below the highest seen is taken for a wrapped pid counter.
+    REORDER_MARGIN = 1024
+
+    def __init__(self, prefix: str) -> None:
+        self._prefix = prefix
+        self._needle = _needle(prefix)
+        #: Every pid listed by the last scan, and whether it carried no mark.
+        self._listed: set[int] = set()
+        self._unmarked: set[int] = set()
+        self._highest = 0
+        self._scanned_at = -math.inf
+
+    def scan(self, leaders: frozenset[int] = frozenset()) -> list[MarkedProcess]:
+        """Marked processes, except ``leaders``: the caller's own attempt leaders, whose marks
+        it knows (reading a process that is just starting or exiting can take a millisecond)."""
+        if not oscaps.HAS_PROCFS:
+            return [p for p in find_marked(self._prefix) if p.pid not in leaders]
+        now = time.monotonic()
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+        known = self._unmarked
+        if now - self._scanned_at > self.FULL_SCAN_AFTER_SEC or any(
+            pid < self._highest - self.REORDER_MARGIN and pid not in self._listed for pid in pids
+        ):
+            known = set()
+        me = os.getpid()
+        found: list[MarkedProcess] = []
+        unmarked: set[int] = set()
+        for pid in pids:
+            if pid in known:
+                unmarked.add(pid)
+                continue
+            if pid in leaders:
+                continue
+            process = _read_marked(pid, self._needle)
+            if process is None:
+                unmarked.add(pid)
+            elif pid != me:
+                found.append(process)
+        self._listed = set(pids)
+        self._unmarked = unmarked
+        self._highest = max(pids, default=0)
+        self._scanned_at = now
+        return found
+
+
+def holder(pid: int, key: str) -> MarkedProcess | None:
+    """Live process ``pid`` found by a descriptor it holds rather than by its mark (Linux)."""
+    stat = _linux_stat(pid) if oscaps.HAS_PROCFS else None
+    if stat is None or stat[0] == "Z":
         return None
-    done = subprocess.run(
-        [lsof, "-t", "--", path], capture_output=True, text=True, check=False
-    )  # exit 1 with no output means "nobody"
-    return [int(word) for word in done.stdout.split() if word.isdigit()]
+    return MarkedProcess(pid, stat[1], key, f"linux:{stat[2]}")
+
+
+def pipe_holders(inodes: set[int]) -> dict[int, list[int]] | None:
+    """Pids of the processes holding each of the pipes ``inodes``; ``None`` where untellable.
+
+    An attempt's stdout and stderr are pipes inherited by all its processes, so a holder is a
+    process of that attempt, whatever it did to its environment or process group. Only
+    ``/proc`` can tell (``lsof`` cannot look a pipe up by inode everywhere).
+    """
+    if not oscaps.HAS_PROCFS:
+        return None
+    wanted = {f"pipe:[{inode}]": inode for inode in inodes}
+    holders: dict[int, list[int]] = {}
+    if not wanted:
+        return holders
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        folder = f"/proc/{name}/fd"
+        try:
+            descriptors = os.listdir(folder)
+        except OSError:
+            continue
+        for fd in descriptors:
+            try:
+                inode = wanted.get(os.readlink(f"{folder}/{fd}"))
+            except OSError:
+                continue
+            if inode is not None and int(name) not in holders.setdefault(inode, []):
+                holders[inode].append(int(name))
+    return holders
 
 
 # -- Linux: /proc ------------------------------------------------------------------------------
@@ -109,21 +200,32 @@ def _linux_stat(pid: int) -> tuple[str, int, str] | None:
 
 
 def _linux_marked(prefix: str) -> Iterator[MarkedProcess]:
-    needle = f"{ATTEMPT_KEY_VAR}={prefix}".encode()
+    needle = _needle(prefix)
     for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as file:
-                environ = file.read()
-        except OSError:
-            continue
-        if needle not in environ:
-            continue
-        key = _key_in(environ.split(b"\0"), needle)
-        stat = _linux_stat(int(name))
-        if key is not None and stat is not None and stat[0] != "Z":
-            yield MarkedProcess(int(name), stat[1], key, f"linux:{stat[2]}")
+        if name.isdigit():
+            process = _read_marked(int(name), needle)
+            if process is not None:
+                yield process
+
+
+def _needle(prefix: str) -> bytes:
+    return f"{ATTEMPT_KEY_VAR}={prefix}".encode()
+
+
+def _read_marked(pid: int, needle: bytes) -> MarkedProcess | None:
+    """Process ``pid`` if it lives and carries a mark starting with ``needle``'s prefix."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as file:
+            environ = file.read()
+    except OSError:
+        return None
+    if needle not in environ:
+        return None
+    key = _key_in(environ.split(b"\0"), needle)
+    stat = _linux_stat(pid)
+    if key is None or stat is None or stat[0] == "Z":
+        return None
+    return MarkedProcess(pid, stat[1], key, f"linux:{stat[2]}")
 
 
 def _key_in(entries: list[bytes], needle: bytes) -> str | None:
@@ -131,25 +233,6 @@ def _key_in(entries: list[bytes], needle: bytes) -> str | None:
         if entry.startswith(needle):
             return entry.partition(b"=")[2].decode(errors="replace")
     return None
-
-
-def _linux_holders(device: int, inode: int) -> Iterator[int]:
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        folder = f"/proc/{name}/fd"
-        try:
-            descriptors = os.listdir(folder)
-        except OSError:
-            continue
-        for fd in descriptors:
-            try:
-                info = os.stat(os.path.join(folder, fd))
-            except OSError:
-                continue
-            if info.st_ino == inode and info.st_dev == device:
-                yield int(name)
-                break
 
 
 # -- elsewhere: ps -----------------------------------------------------------------------------
@@ -166,9 +249,9 @@ def _ps(*args: str) -> str:
     return done.stdout
 
 
-def _ps_start_id(pid: int) -> str | None:
+def _ps_start_id(pid: int, zombie_too: bool) -> str | None:
     words = _ps("-o", "stat=,lstart=", "-p", str(pid)).split()
-    if len(words) != 1 + _LSTART_WORDS or words[0].startswith("Z"):
+    if len(words) != 1 + _LSTART_WORDS or (words[0].startswith("Z") and not zombie_too):
         return None
     return "ps:" + " ".join(words[1:])
 

@@ -14,14 +14,15 @@ creating and resuming a run; the loop only says what to record and acts on what 
 Nothing is acted on before it is durable: a RUNNING record is fsynced before its process is
 spawned, a SUCCEEDED record only follows an observed exit 0, and a dependent becomes READY in
 the same batch as its dependencies' SUCCEEDED or a later one (a batch is durable as a whole).
-Watcher threads never touch the state: they put small
-messages on ``self._inbox`` and the loop blocks on that queue with a timeout equal to the next
-timer (a retry falling due, a timeout, a SIGKILL escalation). There is no polling sleep.
+Attempts are started, signalled and heard from only through an executor
+(``wf_engine.runtime.executor``; the local one by default), whose thread never touches the
+state: it puts small messages on ``self._inbox`` and the loop blocks on that queue with a
+timeout equal to the next timer (a retry falling due, a timeout, a SIGKILL escalation). There is
+no polling sleep.
 """
 
 from __future__ import annotations
 
-import contextlib
 import heapq
 import itertools
 import json
@@ -31,6 +32,7 @@ import queue
 import signal
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from wf_engine.core import clock
@@ -49,23 +51,31 @@ from wf_engine.log.storefiles import open_regular_fd
 from wf_engine.plugins.manager import BadHookValue, Plugins
 from wf_engine.runtime import procinfo
 from wf_engine.runtime.commit import Commit
-from wf_engine.runtime.ownership import RunLock
-from wf_engine.runtime.processes import (
+from wf_engine.runtime.executor import (
+    AttemptKey,
     AttemptOutcome,
-    AttemptProcess,
+    AttemptStoreError,
+    Executor,
     LaunchSpec,
-    SpawnError,
-    start_attempt,
+    News,
+    Report,
+    SpawnFailed,
+    Started,
 )
+from wf_engine.runtime.launch import direct_argv
+from wf_engine.runtime.localexec import LocalExecutor
+from wf_engine.runtime.ownership import RunLock
 from wf_engine.runtime.stopsignals import StopSignals
 from wf_engine.runtime.store import RunPaths
 
 
 @dataclass(frozen=True, slots=True)
-class _Exited:
+class _Reported:
+    """What the executor said about an attempt: started, could not start, or ended."""
+
     step: int
     attempt: int
-    outcome: AttemptOutcome
+    news: News
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,10 +85,16 @@ class _StopRequest:
     force: bool
 
 
-_Message = _Exited | _StopRequest
+_Message = _Reported | _StopRequest
 
-#: How long a ``spawned`` record may wait for company before it is committed on its own.
-SPAWNED_COMMIT_DELAY_SEC = 0.01
+#: Builds the executor a runner uses, given where the run lives and where outcomes go.
+ExecutorFactory = Callable[[RunPaths, Report], Executor]
+
+#: How long a ``spawned`` record may wait for company before it is committed on its own. It
+#: is an observation no decision waits on, and the pid journal (``steps/.pids``) names the
+#: process meanwhile, so it usually rides along with the attempt's end or the next decision
+#: instead of costing an fsync of its own.
+SPAWNED_COMMIT_DELAY_SEC = 0.2
 
 
 def read_cancel_request(paths: RunPaths) -> CancelRequested | None:
@@ -121,6 +137,7 @@ class Runner:
         plugins: Plugins,
         lock: RunLock,
         signals: StopSignals | None = None,
+        executor: ExecutorFactory = LocalExecutor,
     ) -> None:
         self.paths = paths
         self._commit = commit
@@ -131,7 +148,9 @@ class Runner:
         #: any instant of start-up reaches this runner as a stop request.
         self._signals = signals
         self._inbox: queue.SimpleQueue[_Message] = queue.SimpleQueue()
-        self._attempts: dict[int, AttemptProcess] = {}
+        #: Step index -> attempt number of every attempt started and not yet reported over.
+        self._attempts: dict[int, int] = {}
+        self.executor = executor(paths, self._on_report)
         self._timed_out: set[int] = set()
         self._stopped: set[int] = set()
         self._timers: list[tuple[float, int, str, int, int]] = []
@@ -149,6 +168,7 @@ class Runner:
 
     def release(self) -> None:
         """Give up ownership without running (``--detach`` hands the run to another process)."""
+        self.executor.close()
         self._commit.close()
         self._lock.close()
 
@@ -168,14 +188,15 @@ class Runner:
                     self._act(self._commit.commit(now))
                 if self.state.finished is not None:
                     return self.state.finished
-                self._wait(now)
+                self._wait()
         except BaseException:
-            self._kill_all(signal.SIGKILL)
+            self.executor.kill_all()
             raise
         finally:
             signals.listen(None)
             if self._signals is None:
                 signals.restore()
+            self.executor.close()
             self._commit.close()
             self._lock.close()
 
@@ -195,27 +216,44 @@ class Runner:
             )
 
     def _receive(self, message: _Message) -> None:
-        if isinstance(message, _Exited):
-            self._attempts.pop(message.step, None)
-            result = AttemptResult(
-                step=message.step,
-                attempt=message.attempt,
-                exit_code=message.outcome.returncode,
-                timed_out=message.step in self._timed_out,
-                stopped=message.step in self._stopped,
-                stderr_tail=message.outcome.stderr_tail,
-                leaked_pids=message.outcome.leaked_pids,
-            )
-            self._timed_out.discard(message.step)
-            self._stopped.discard(message.step)
-            self._pending.append(result)
+        if isinstance(message, _Reported):
+            self._heard(message.step, message.attempt, message.news)
         elif message.force:
-            self._kill_all(signal.SIGKILL)
+            self.executor.kill_all()
         if isinstance(message, _StopRequest) and not self._stop_asked:
             self._stop_asked = True
             request = read_cancel_request(self.paths) or CancelRequested("signal")
             if not self.state.cancel_requested:
                 self._pending.append(request)
+
+    def _heard(
+        self, index: int, attempt: int, news: Started | SpawnFailed | AttemptOutcome
+    ) -> None:
+        if isinstance(news, Started):
+            if not self._pending:
+                self._flush_by = time.monotonic() + SPAWNED_COMMIT_DELAY_SEC
+            step_id = self.state.step_id(index)
+            self._pending.append(Spawned(step_id, attempt, news.pid, news.pgid, news.start_id))
+            return
+        self._attempts.pop(index, None)
+        if isinstance(news, SpawnFailed):
+            self._pending.append(AttemptResult(index, attempt, spawn_error=news.message))
+            return
+        if news.store_error is not None:
+            raise AttemptStoreError(news.store_error)
+        self._pending.append(
+            AttemptResult(
+                step=index,
+                attempt=attempt,
+                exit_code=news.returncode,
+                timed_out=index in self._timed_out,
+                stopped=index in self._stopped,
+                stderr_tail=news.stderr_tail,
+                leaked_pids=news.leaked_pids,
+            )
+        )
+        self._timed_out.discard(index)
+        self._stopped.discard(index)
 
     def _decide(self, now: int) -> None:
         """Ask ``decide`` until it has nothing more to say; each answer sees the last folded."""
@@ -228,25 +266,34 @@ class Runner:
             if isinstance(event, StepTransition) and event.to is StepState.RUNNING:
                 self._spawn(self.state.workflow.index_of(event.step), event.attempt)
         if self.state.stopping:
-            for index, process in list(self._attempts.items()):
+            for index, attempt in list(self._attempts.items()):
                 if index not in self._stopped:
                     self._stopped.add(index)
-                    process.signal(signal.SIGTERM)
-                    self._schedule("kill", index, process.key[1], self._stop_grace(index))
+                    self.executor.signal((index, attempt), signal.SIGTERM)
+                    self._schedule("kill", index, attempt, self._stop_grace(index))
 
-    def _wait(self, now: int) -> None:
-        if any(not isinstance(item, Spawned) for item in self._pending):
-            return
-        timeout = self._next_timer_in(now)
-        if self._pending:
-            # Only `spawned` records wait: give the attempts a moment to report, so a short
-            # step's spawn and exit share one fsync (the lock file already names the pid).
-            flush_in = max(0.0, self._flush_by - time.monotonic())
-            timeout = flush_in if timeout is None else min(timeout, flush_in)
-        if timeout is None and not self._attempts:
-            raise RuntimeError("scheduler has nothing to wait for (engine bug)")
-        with contextlib.suppress(queue.Empty):
-            self._receive(self._inbox.get(timeout=timeout))
+    def _wait(self) -> None:
+        """Block until there is something to record or a timer is due.
+
+        ``spawned`` records alone do not end the wait until ``SPAWNED_COMMIT_DELAY_SEC`` has
+        passed: they wait for company (usually the attempt's own end).
+        """
+        while not any(not isinstance(item, Spawned) for item in self._pending):
+            timeout = self._next_timer_in(clock.now_us())
+            if self._pending:
+                flush_in = self._flush_by - time.monotonic()
+                if flush_in <= 0:
+                    return
+                timeout = flush_in if timeout is None else min(timeout, flush_in)
+            if timeout is None and not self._attempts:
+                raise RuntimeError("scheduler has nothing to wait for (engine bug)")
+            try:
+                message = self._inbox.get(timeout=timeout)
+            except queue.Empty:
+                return
+            self._receive(message)
+            if not (isinstance(message, _Reported) and isinstance(message.news, Started)):
+                return
 
     def _next_timer_in(self, now: int) -> float | None:
         delays = []
@@ -283,32 +330,25 @@ class Runner:
         # Set last, so no plugin can take away what finds this attempt's processes later.
         mark = procinfo.attempt_key(self.paths.root, step.id, attempt)
         env[procinfo.ATTEMPT_KEY_VAR] = mark
+        direct = direct_argv(argv)
         spec = LaunchSpec(
-            argv=argv,
+            argv=argv if direct is None else direct,
             cwd=os.path.normpath(os.path.join(self.state.options.base_dir, step.cwd or "")),
             env=env,
             stdout_path=self.paths.attempt_file(step.id, attempt, "out"),
             stderr_path=self.paths.attempt_file(step.id, attempt, "err"),
-            lock_path=self.paths.attempt_file(step.id, attempt, "lock"),
             kill_grace_sec=step.kill_grace_sec,
             mark=mark,
+            shell_fallback=None if direct is None else argv,
         )
-        try:
-            process = start_attempt((index, attempt), spec)
-        except SpawnError as exc:
-            self._pending.append(AttemptResult(index, attempt, spawn_error=str(exc)))
-            return
-        self._attempts[index] = process
-        if not self._pending:
-            self._flush_by = time.monotonic() + SPAWNED_COMMIT_DELAY_SEC
-        self._pending.append(Spawned(step.id, attempt, process.pid, process.pgid, process.start_id))
+        self.executor.start((index, attempt), spec)
+        self._attempts[index] = attempt
         if step.timeout_sec is not None:
             self._schedule("timeout", index, attempt, step.timeout_sec)
-        process.watch(self._on_exit)
 
-    def _on_exit(self, key: tuple[int, int], outcome: AttemptOutcome) -> None:
-        """Runs in a watcher thread: only report."""
-        self._inbox.put(_Exited(key[0], key[1], outcome))
+    def _on_report(self, key: AttemptKey, news: News) -> None:
+        """Runs in the executor's thread: only report."""
+        self._inbox.put(_Reported(key[0], key[1], news))
 
     def _schedule(self, kind: str, index: int, attempt: int, delay_sec: float) -> None:
         deadline = time.monotonic() + delay_sec
@@ -318,25 +358,20 @@ class Runner:
         now = time.monotonic()
         while self._timers and self._timers[0][0] <= now:
             _, _, kind, index, attempt = heapq.heappop(self._timers)
-            process = self._attempts.get(index)
-            if process is None or process.key[1] != attempt:
+            if self._attempts.get(index) != attempt:
                 continue
             if kind == "timeout":
                 self._timed_out.add(index)
-                process.signal(signal.SIGTERM)
+                self.executor.signal((index, attempt), signal.SIGTERM)
                 grace = self.state.workflow.steps[index].kill_grace_sec
                 self._schedule("kill", index, attempt, grace)
             else:
-                process.signal(signal.SIGKILL)
+                self.executor.signal((index, attempt), signal.SIGKILL)
 
     def _stop_grace(self, index: int) -> float:
         if self.state.cancel_grace_sec is not None:
             return self.state.cancel_grace_sec
         return self.state.workflow.steps[index].kill_grace_sec
-
-    def _kill_all(self, signum: int) -> None:
-        for process in list(self._attempts.values()):
-            process.signal(signum)
 
 
 def runner_started_event() -> RunnerStarted:

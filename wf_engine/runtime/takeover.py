@@ -9,7 +9,6 @@ later batch is (``wf_engine.runtime.commit``). Reading a run without owning it
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from wf_engine.core import clock
@@ -21,14 +20,11 @@ from wf_engine.errors import UsageError
 from wf_engine.log.eventlog import EventLog, LogScan, cut_torn_tail
 from wf_engine.plugins.manager import Plugins
 from wf_engine.runtime.commit import Commit
-from wf_engine.runtime.leftovers import clear_leftovers
+from wf_engine.runtime.executor import Notify
 from wf_engine.runtime.ownership import RunLock
 from wf_engine.runtime.runner import Runner, runner_started_event
 from wf_engine.runtime.stopsignals import StopSignals
 from wf_engine.runtime.store import RunPaths, RunStore, new_run_id
-
-#: Receives human-readable notes about what taking ownership did (a cut tail, killed leftovers).
-Notify = Callable[[str], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,18 +91,18 @@ def resume_run(
     except BaseException:
         lock.close()
         raise
+    runner = Runner(paths, commit, plugins, lock, signals)
     try:
         stop_requested = (lambda: signals.requested) if signals else (lambda: False)
-        clear_leftovers(paths, state, notify, stop_requested)
+        runner.executor.clear_leftovers(state, notify, stop_requested)
         commit.record(runner_started_event())
         for index in list(state.running):
             commit.record(interrupted_event(state, index))
         commit.commit_opening(clock.now_us(), paths.root, resumed=True)
     except BaseException:
-        commit.close()
-        lock.close()
+        runner.release()
         raise
-    return Runner(paths, commit, plugins, lock, signals)
+    return runner
 
 
 def _load(paths: RunPaths) -> tuple[RunState, LogScan]:
