@@ -21,8 +21,9 @@ from wf_engine.log.eventlog import EventLog, LogScan, cut_torn_tail
 from wf_engine.plugins.manager import Plugins
 from wf_engine.runtime.commit import Commit
 from wf_engine.runtime.executor import Notify
+from wf_engine.runtime.localexec import LocalExecutor
 from wf_engine.runtime.ownership import RunLock
-from wf_engine.runtime.runner import Runner, runner_started_event
+from wf_engine.runtime.runner import ExecutorFactory, Runner, runner_started_event
 from wf_engine.runtime.stopsignals import StopSignals
 from wf_engine.runtime.store import RunPaths, RunStore, new_run_id
 
@@ -41,7 +42,11 @@ def default_parallelism(workflow: Workflow) -> int:
 
 
 def create_run(
-    store: RunStore, request: RunRequest, plugins: Plugins, signals: StopSignals | None = None
+    store: RunStore,
+    request: RunRequest,
+    plugins: Plugins,
+    signals: StopSignals | None = None,
+    executor: ExecutorFactory = LocalExecutor,
 ) -> Runner:
     """Create the run folder and its log; the first batch holds the whole definition.
 
@@ -60,7 +65,7 @@ def create_run(
     commit = Commit.create(log, created, plugins)
     commit.record(runner_started_event())
     commit.commit_opening(clock.now_us(), paths.root, resumed=False)
-    return Runner(paths, commit, plugins, lock, signals)
+    return Runner(paths, commit, plugins, lock, signals, executor)
 
 
 def resume_run(
@@ -69,6 +74,7 @@ def resume_run(
     plugins: Plugins,
     notify: Notify,
     signals: StopSignals | None = None,
+    executor: ExecutorFactory = LocalExecutor,
 ) -> Runner | None:
     """Own an unfinished run again; ``None`` if it already finished (nothing to do).
 
@@ -91,7 +97,7 @@ def resume_run(
     except BaseException:
         lock.close()
         raise
-    runner = Runner(paths, commit, plugins, lock, signals)
+    runner = Runner(paths, commit, plugins, lock, signals, executor)
     try:
         stop_requested = (lambda: signals.requested) if signals else (lambda: False)
         runner.executor.clear_leftovers(state, notify, stop_requested)
