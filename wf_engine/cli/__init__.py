@@ -3,6 +3,10 @@
 The only layer that imports ``click`` (checked by the import contract in ``pyproject.toml``); it
 may import every other layer. ``progress`` is the progress output, itself a plugin.
 
+Start-up is part of every command's cost: the group imports a command's module only when that
+command runs (``COMMANDS``), and plugins are loaded only by commands that fire hooks, or before
+parsing when one may add commands (docs/hooks.md, "When plugins are loaded").
+
 Engine errors (``WfError``) become a one-line message and their exit code here, at the edge, and
 nowhere deeper: 0 ok, 1 run FAILED, 2 usage or invalid input, 3 run CANCELLED, 4 corrupt or
 unreadable run store.
@@ -14,30 +18,113 @@ nor change the exit code that reports a run's state, and must not stop the run.
 
 from __future__ import annotations
 
+import importlib
 import io
 import os
 import sys
-from typing import TYPE_CHECKING, TextIO
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, TextIO
 
 import click
 
-from wf_engine.cli.cancel import cancel_command
-from wf_engine.cli.context import CliContext
-from wf_engine.cli.graph import graph_command
-from wf_engine.cli.plugins import plugins_command
-from wf_engine.cli.readers import list_command, logs_command, replay_command, status_command
-from wf_engine.cli.resume import resume_command
-from wf_engine.cli.run import run_command
-from wf_engine.cli.validate import validate_command
-from wf_engine.core.validation import WorkflowInvalid
+from wf_engine.cli.context import CliContext, PluginSlot
 from wf_engine.errors import EXIT_CORRUPT, WfError
-from wf_engine.plugins.manager import Plugins
+from wf_engine.plugins.discovery import load_before_parsing
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
 
+#: The built-in commands: name -> (``module:attribute``, the summary ``wf --help`` shows).
+#: A command's module is imported only when that command runs, so ``wf --help`` and ``wf status``
+#: do not pay for the runner; tests/test_startup.py checks each summary against its command.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "cancel": (
+        "wf_engine.cli.cancel:cancel_command",
+        "Cancel RUN_ID, live or not; waits until it is CANCELLED unless --no-wait.",
+    ),
+    "graph": (
+        "wf_engine.cli.graph:graph_command",
+        "Print the dependency graph of a workflow file or of a run (with step states).",
+    ),
+    "list": (
+        "wf_engine.cli.readers:list_command",
+        "Every run in the store, oldest first (exit 4 if one is unreadable: listed all the same).",
+    ),
+    "logs": (
+        "wf_engine.cli.readers:logs_command",
+        "Captured stdout (to stdout) and stderr (to stderr) of one attempt of STEP.",
+    ),
+    "plugins": (
+        "wf_engine.cli.plugins:plugins_command",
+        "List loaded plugins (entry points, $WF_PLUGINS, -p, internal) and their hooks.",
+    ),
+    "replay": (
+        "wf_engine.cli.readers:replay_command",
+        "The timeline and the state rebuilt from RUN_ID's log; the same bytes on every call.",
+    ),
+    "resume": (
+        "wf_engine.cli.resume:resume_command",
+        "Continue RUN_ID: finished steps never run again, interrupted ones run again.",
+    ),
+    "run": (
+        "wf_engine.cli.run:run_command",
+        "Run WORKFLOW (a JSON file) to the end; exit 0, 1 (FAILED) or 3 (CANCELLED).",
+    ),
+    "status": (
+        "wf_engine.cli.readers:status_command",
+        "State of RUN_ID and of each step, from its log alone.",
+    ),
+    "validate": (
+        "wf_engine.cli.validate:validate_command",
+        "Report every problem in WORKFLOW at once (exit 2), or say it is valid (exit 0).",
+    ),
+}
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+
+class LazyGroup(click.Group):
+    """A group whose built-in commands are imported by name, when one is invoked (click's
+    "lazily loading subcommands"). Commands added with ``add_command`` (plugins) come first, so
+    a plugin can still replace a built-in command, as with an ordinary group."""
+
+    def __init__(self, *args: Any, lazy: Mapping[str, tuple[str, str]], **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy = dict(lazy)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.lazy, *self.commands})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in self.lazy:
+            return self.commands.get(cmd_name)
+        module, _, attribute = self.lazy[cmd_name][0].partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        try:
+            return super().resolve_command(ctx, args)
+        except click.UsageError as error:
+            # click (8.2+) suggests the closest names ("Did you mean 'status'?"), but only from
+            # the commands it holds: suggest from every command, the built-in ones included.
+            name = getattr(error, "command_name", None)
+            if isinstance(name, str) and hasattr(error, "possibilities"):
+                from difflib import get_close_matches
+
+                error.possibilities = get_close_matches(name, self.list_commands(ctx))
+            raise
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """The list of commands, as click writes it, without importing the built-in ones."""
+        listed = {
+            name: self.commands.get(name) or click.Command(name, help=self.lazy[name][1])
+            for name in self.list_commands(ctx)
+        }
+        click.Group(commands=listed).format_commands(ctx, formatter)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option(
     "--home",
     metavar="DIR",
@@ -50,22 +137,9 @@ def cli(ctx: click.Context, home: str | None) -> None:
     ctx.obj = CliContext(home, ctx.obj)
 
 
-for _command in (
-    run_command,
-    status_command,
-    cancel_command,
-    replay_command,
-    resume_command,
-    list_command,
-    validate_command,
-    logs_command,
-    graph_command,
-    plugins_command,
-):
-    cli.add_command(_command)
-
-
 def report_error(error: WfError) -> None:
+    from wf_engine.core.validation import WorkflowInvalid  # only raised once it is imported
+
     if isinstance(error, WorkflowInvalid):
         for problem in error.problems:
             click.echo(f"wf: {error.source}: {problem}", err=True)
@@ -141,15 +215,17 @@ def protect_std_streams() -> None:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of ``wf``: loads plugins (they may add commands), then dispatches.
+    """Entry point of ``wf``: dispatches the command, which loads plugins if it fires hooks.
 
-    Plugin failures that were only counted are summed up in one line when the command ends.
+    Plugins are loaded first, before the command line is parsed, only if one may add commands
+    (``wf_engine.plugins.discovery``). Plugin failures that were only counted are summed up in
+    one line when the command ends.
     """
     protect_std_streams()
-    plugins: Plugins | None = None
+    plugins = PluginSlot()
     try:
-        plugins = Plugins.load()
-        plugins.add_cli_commands(cli)
+        if load_before_parsing():
+            plugins.get().add_cli_commands(cli)
         code = cli.main(args=argv, prog_name="wf", standalone_mode=False, obj=plugins)
     except WfError as error:
         report_error(error)
@@ -166,6 +242,6 @@ def main(argv: list[str] | None = None) -> None:
         error.show()
         sys.exit(error.exit_code)
     finally:
-        if plugins is not None:
-            plugins.report_suppressed()
+        if plugins.loaded is not None:
+            plugins.loaded.report_suppressed()
     sys.exit(code if isinstance(code, int) else 0)

@@ -1,17 +1,24 @@
-"""The object every command receives with ``pass_obj``."""
+"""The object every command receives with ``pass_obj``.
+
+Both what it holds are made on first use: the run store (``wf validate`` needs none) and the
+plugins (only commands that fire hooks load them; see ``wf_engine.plugins.discovery``).
+"""
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING
 
 import click
 
-from wf_engine.cli.progress import ProgressReporter
 from wf_engine.core.states import RunStatus
 from wf_engine.errors import EXIT_CANCELLED, EXIT_OK, EXIT_RUN_FAILED
-from wf_engine.plugins.manager import Plugins
-from wf_engine.runtime.store import RunStore
+
+if TYPE_CHECKING:
+    from wf_engine.plugins.manager import Plugins
+    from wf_engine.runtime.store import RunStore
 
 EXIT_CODES = {
     RunStatus.SUCCEEDED: EXIT_OK,
@@ -21,17 +28,44 @@ EXIT_CODES = {
 }
 
 
+class PluginSlot:
+    """The command's plugins, loaded (``Plugins.load``) the first time someone needs them."""
+
+    def __init__(self) -> None:
+        self.loaded: Plugins | None = None
+
+    def get(self) -> Plugins:
+        if self.loaded is None:
+            from wf_engine.plugins.manager import Plugins  # pluggy: only for commands with hooks
+
+            self.loaded = Plugins.load()
+        return self.loaded
+
+
 class CliContext:
-    def __init__(self, home: str | None, plugins: Plugins | None) -> None:
-        self.store = RunStore(home)
-        self.plugins = plugins if plugins is not None else Plugins.load()
+    def __init__(self, home: str | None, plugins: PluginSlot | None) -> None:
+        self.home = home
+        self.slot = plugins if plugins is not None else PluginSlot()
+
+    @cached_property
+    def store(self) -> RunStore:
+        from wf_engine.runtime.store import RunStore
+
+        return RunStore(self.home)
+
+    @property
+    def plugins(self) -> Plugins:
+        return self.slot.get()
 
     def plugins_for_run(self, modules: Sequence[str], progress: bool) -> Plugins:
         """The loaded plugins plus ``-p`` modules and, unless quiet, the progress reporter."""
-        self.plugins.add_modules(modules)
+        plugins = self.plugins
+        plugins.add_modules(modules)
         if progress:
-            self.plugins.register(ProgressReporter(sys.stdout, sys.stdout.isatty()), "wf.progress")
-        return self.plugins
+            from wf_engine.cli.progress import ProgressReporter
+
+            plugins.register(ProgressReporter(sys.stdout, sys.stdout.isatty()), "wf.progress")
+        return plugins
 
 
 def note(message: str) -> None:

@@ -11,7 +11,6 @@ import click
 
 from wf_engine.cli.context import CliContext, note
 from wf_engine.cli.render import error_text, status_table, timeline_line
-from wf_engine.core.verify import verify_log
 from wf_engine.errors import EXIT_CORRUPT, UsageError, WfError
 from wf_engine.log.storefiles import open_regular
 from wf_engine.runtime.runview import Entry, read_run, run_summary, step_summary
@@ -52,6 +51,8 @@ def replay_command(
     if view.torn is not None:
         note(view.torn.describe())
     if verify:
+        from wf_engine.core.verify import verify_log  # re-runs every decision: replay --verify only
+
         verify_log(entries, paths.events)
     state = view.state
     if as_json:

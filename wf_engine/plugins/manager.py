@@ -1,9 +1,10 @@
 """The plugin manager: built in one place, called only through typed facade methods.
 
 Load order (``Plugins.load``): hook specs, then plugins named in ``WF_DISABLED_PLUGINS`` are
-blocked, then entry points of group ``wf_engine``, then ``$WF_PLUGINS`` and ``-p MODULE`` (both
-comma-separated module names), then the engine's own internal plugins. An implementation of a
-hook that does not exist is refused (exit 2). ``WF_TRACE_PLUGINS=1`` prints every hook call.
+blocked, then entry points of group ``wf_engine`` (listed by ``discovery``, which remembers them
+between commands), then ``$WF_PLUGINS`` and ``-p MODULE`` (both comma-separated module names),
+then the engine's own internal plugins. An implementation of a hook that does not exist is
+refused (exit 2). ``WF_TRACE_PLUGINS=1`` prints every hook call.
 
 Engine code never calls the untyped ``pm.hook``: it calls ``plugins.step_transition(...)`` and
 the like. No plugin can change a run's outcome:
@@ -30,7 +31,6 @@ import sys
 import traceback
 import warnings
 from collections.abc import Iterable, Mapping, Sequence
-from importlib import metadata
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -38,12 +38,12 @@ import pluggy
 
 from wf_engine.errors import UsageError
 from wf_engine.plugins import hookspecs
+from wf_engine.plugins.discovery import Installed, split_names, tracing
 
 if TYPE_CHECKING:  # an annotation only: the CLI layer alone imports click
     import click
 
 hookimpl = pluggy.HookimplMarker(hookspecs.PROJECT_NAME)
-ENTRY_POINT_GROUP = "wf_engine"
 
 #: Exceptions a hook's implementations may raise on purpose, through every guard: an ``OSError``
 #: in the log hooks is a failing disk (``fault_injection``), and the runner must stop on it.
@@ -60,14 +60,6 @@ class BadHookValue(Exception):
     attempt (reason ``spawn_error``, this message as the record's ``error``), so a bad plugin
     fails one step the way a missing executable would, instead of stopping the run.
     """
-
-
-def _split(value: str | None) -> list[str]:
-    return [part.strip() for part in (value or "").split(",") if part.strip()]
-
-
-def _enabled(variable: str) -> bool:
-    return os.environ.get(variable, "") not in ("", "0")
 
 
 def _emit(text: str) -> None:
@@ -100,18 +92,18 @@ class Plugins:
     ) -> Plugins:
         manager = pluggy.PluginManager(hookspecs.PROJECT_NAME)
         manager.add_hookspecs(hookspecs)
-        for name in _split(os.environ.get("WF_DISABLED_PLUGINS")):
+        for name in split_names(os.environ.get("WF_DISABLED_PLUGINS")):
             manager.set_blocked(name)
         if entry_points:
             _load_entry_points(manager)
-        register_modules(manager, [*_split(os.environ.get("WF_PLUGINS")), *modules])
+        register_modules(manager, [*split_names(os.environ.get("WF_PLUGINS")), *modules])
         for name, plugin in internal:
             if not manager.is_blocked(name):
                 manager.register(plugin, name=name)
         _check_pending(manager)
         # The facade reports a raising old-style wrapper itself; pluggy's warning would repeat it.
         warnings.filterwarnings("ignore", category=pluggy.PluggyTeardownRaisedWarning)
-        plugins = cls(manager, trace=_enabled("WF_TRACE_PLUGINS"))
+        plugins = cls(manager, trace=tracing())
         plugins.modules.extend(modules)
         return plugins
 
@@ -344,9 +336,13 @@ def _short(value: object) -> str:
 
 
 def _load_entry_points(manager: pluggy.PluginManager) -> None:
-    for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
+    """Register the installed plugins (entry points of group ``wf_engine``), noting the hooks
+    each implements for the next command (``wf_engine.plugins.discovery``)."""
+    installed = Installed.find()
+    for entry_point in installed.entry_points:
         if manager.is_blocked(entry_point.name) or manager.get_plugin(entry_point.name):
             continue
+        before = set(sys.modules)
         try:
             plugin = entry_point.load()
         except Exception as exc:  # a broken installed plugin must not break wf itself
@@ -354,8 +350,14 @@ def _load_entry_points(manager: pluggy.PluginManager) -> None:
                 f"wf: cannot load plugin {entry_point.name!r} ({entry_point.value}): {exc}",
                 file=sys.stderr,
             )
+            installed.failed(entry_point)
             continue
         manager.register(plugin, name=entry_point.name)
+        callers = manager.get_hookcallers(plugin) or []
+        # A hook without a spec (a typo, refused below) is to be reported by every command.
+        hooks = None if any(c.spec is None for c in callers) else sorted(c.name for c in callers)
+        installed.loaded(entry_point, hooks, set(sys.modules) - before)
+    installed.save()
 
 
 def register_modules(manager: pluggy.PluginManager, module_names: Iterable[str]) -> None:

@@ -8,7 +8,6 @@
 from __future__ import annotations
 
 import os
-import secrets
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
@@ -39,7 +38,7 @@ def new_run_id(workflow_id: str) -> str:
     """``<workflow_id>-<UTC yyyymmddThhmmss>-<6 hex>``, within the 128-character id limit."""
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S")
     prefix = workflow_id[: 128 - _RUN_ID_SUFFIX_LEN]
-    return f"{prefix}-{stamp}-{secrets.token_hex(3)}"
+    return f"{prefix}-{stamp}-{os.urandom(3).hex()}"
 
 
 @dataclass(frozen=True, slots=True)
