@@ -71,6 +71,8 @@ STDERR_TAIL_BYTES = 2048
 #: How long after the main process's exit the group is first checked for survivors.
 _GROUP_CHECK_AFTER_SEC = 0.05
 _CHUNK = 64 * 1024
+#: Threads starting attempts (see ``LocalExecutor._spawner``).
+_SPAWNERS = 2
 _HAS_SPLICE = hasattr(os, "splice") and oscaps.HAS_PROCFS
 
 
@@ -129,7 +131,7 @@ class _Attempt:
 
 
 _Message = (
-    tuple[Literal["start"], AttemptKey, LaunchSpec]
+    tuple[Literal["watch"], _Attempt]
     | tuple[Literal["exited"], _Attempt]
     | tuple[Literal["leaks-done"], _Attempt]
 )
@@ -148,9 +150,13 @@ class LocalExecutor:
         self._starting: dict[AttemptKey, int | None] = {}
         self._live_guard = threading.Lock()
         self._messages: queue.SimpleQueue[_Message] = queue.SimpleQueue()
+        self._spawn_requests: queue.SimpleQueue[tuple[AttemptKey, LaunchSpec] | None] = (
+            queue.SimpleQueue()
+        )
         self._selector: selectors.BaseSelector | None = None
         self._wake_r = self._wake_w = -1
         self._thread: threading.Thread | None = None
+        self._spawners: list[threading.Thread] = []
         self._closing = False
         self._use_pidfd = _pidfd_works()
 
@@ -161,7 +167,7 @@ class LocalExecutor:
             self._start_thread()
         with self._live_guard:
             self._starting[key] = None
-        self._post(("start", key, spec))
+        self._spawn_requests.put((key, spec))
 
     def signal(self, key: AttemptKey, signum: int) -> None:
         with self._live_guard:
@@ -182,6 +188,10 @@ class LocalExecutor:
             _signal_group(attempt, signal.SIGKILL)
 
     def close(self) -> None:
+        for _ in self._spawners:
+            self._spawn_requests.put(None)
+        for spawner in self._spawners:
+            spawner.join(timeout=KILL_WAIT_SEC)
         self._journal.close()
         if self._thread is not None:
             self._closing = True
@@ -203,6 +213,10 @@ class LocalExecutor:
         self._selector.register(self._wake_r, selectors.EVENT_READ, None)
         self._thread = threading.Thread(target=self._loop, name="wf-executor", daemon=True)
         self._thread.start()
+        for n in range(_SPAWNERS):
+            spawner = threading.Thread(target=self._spawner, name=f"wf-spawn-{n}", daemon=True)
+            spawner.start()
+            self._spawners.append(spawner)
 
     def _post(self, message: _Message) -> None:
         self._messages.put(message)
@@ -244,8 +258,8 @@ class LocalExecutor:
                 message = self._messages.get_nowait()
             except queue.Empty:
                 return
-            if message[0] == "start":
-                self._launch(message[1], message[2], active)
+            if message[0] == "watch":
+                self._watch(message[1], active)
             elif message[0] == "exited":
                 self._exited(message[1])
             else:
@@ -254,9 +268,20 @@ class LocalExecutor:
                 wait = KILL_WAIT_SEC if attempt.holders_checked else _GROUP_CHECK_AFTER_SEC
                 attempt.check_at = time.monotonic() + wait
 
-    def _launch(self, key: AttemptKey, spec: LaunchSpec, active: list[_Attempt]) -> None:
-        """Spawn an attempt, journal its leader, watch it; tell the runner how that went."""
-        assert self._selector is not None
+    def _spawner(self) -> None:
+        """A spawning thread: ``subprocess`` waits (without the interpreter lock) until the
+        child has exec'd, up to milliseconds on a busy machine; with two of these, one slow
+        exec does not hold up the next attempt."""
+        while True:
+            request = self._spawn_requests.get()
+            if request is None:
+                return
+            attempt = self._launch(*request)
+            if attempt is not None:
+                self._post(("watch", attempt))
+
+    def _launch(self, key: AttemptKey, spec: LaunchSpec) -> _Attempt | None:
+        """Spawn an attempt and journal its leader; report a failure to start."""
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
@@ -268,7 +293,7 @@ class LocalExecutor:
                 del self._starting[key]
             _write_spawn_error(spec.stderr_path, str(exc))
             self._report(key, SpawnFailed(str(exc)))
-            return
+            return None
         finally:
             os.close(out_w)
             os.close(err_w)
@@ -292,11 +317,16 @@ class LocalExecutor:
             for fd in (out_r, err_r):
                 os.close(fd)
             self._report(key, AttemptOutcome(-signal.SIGKILL, "", (), attempt.store_error))
-            return
+            return None
         if pending is not None:
             _signal_group(attempt, pending)
+        return attempt
+
+    def _watch(self, attempt: _Attempt, active: list[_Attempt]) -> None:
+        """From now on the executor's thread drains the attempt's output and waits for it."""
+        assert self._selector is not None
         active.append(attempt)
-        for capture in captures:
+        for capture in attempt.captures:
             os.set_blocking(capture.fd, False)
             self._selector.register(capture.fd, selectors.EVENT_READ, (attempt, capture))
         self._watch_exit(attempt)

@@ -16,6 +16,7 @@ Advisory like the rest of ``steps/``: a lost or damaged journal hides nothing th
 from __future__ import annotations
 
 import os
+import threading
 from dataclasses import dataclass
 
 from wf_engine.errors import StoreError
@@ -45,23 +46,27 @@ class PidJournal:
     def __init__(self, paths: RunPaths) -> None:
         self.path = path_of(paths)
         self._fd = -1
+        #: Appends come from every spawning thread; one line is one ``write`` (``O_APPEND``).
+        self._guard = threading.Lock()
 
     def append(self, mark: str, leader: Leader) -> None:
         """Raises ``AttemptStoreError`` naming the journal when it cannot be written."""
-        if self._fd < 0:
-            make_step_dir(os.path.dirname(self.path))
-            self._fd = create_file(self.path, os.O_WRONLY | os.O_APPEND)
         pipes = " ".join(str(inode) for inode in leader.pipes)
         line = f"{mark} {leader.pid} {leader.start_id or '-'} {pipes}\n"
-        try:
-            durable.write_advisory(self._fd, line.encode())
-        except OSError as exc:
-            raise store_error(self.path, "cannot write", exc) from exc
+        with self._guard:
+            if self._fd < 0:
+                make_step_dir(os.path.dirname(self.path))
+                self._fd = create_file(self.path, os.O_WRONLY | os.O_APPEND)
+            try:
+                durable.write_advisory(self._fd, line.encode())
+            except OSError as exc:
+                raise store_error(self.path, "cannot write", exc) from exc
 
     def close(self) -> None:
-        if self._fd >= 0:
-            os.close(self._fd)
-            self._fd = -1
+        with self._guard:
+            if self._fd >= 0:
+                os.close(self._fd)
+                self._fd = -1
 
 
 def read(paths: RunPaths) -> dict[str, Leader]:
