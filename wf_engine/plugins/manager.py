@@ -207,9 +207,21 @@ class Plugins:
         )
 
     def event_appended(self, run_id: str, record: dict[str, Any]) -> None:
+        kind = record["type"]
+        specific = (
+            "wf_step_transition"
+            if kind == "step"
+            else "wf_run_finished"
+            if kind == "run_finished"
+            else None
+        )
+        appended = self._listening("wf_event_appended")
+        if not appended and (specific is None or not self._listening(specific)):
+            return  # nobody listens: no copy, no call (this runs for every record)
         event = dict(record)  # the plugins' copy: the engine keeps reading its own
-        self._call("wf_event_appended", run_id=run_id, event=event)
-        if event["type"] == "step":
+        if appended:
+            self._call("wf_event_appended", run_id=run_id, event=event)
+        if kind == "step":
             self._call(
                 "wf_step_transition",
                 run_id=run_id,
@@ -218,11 +230,13 @@ class Plugins:
                 from_state=record["from"],
                 to_state=record["to"],
             )
-        elif event["type"] == "run_finished":
+        elif kind == "run_finished":
             self._call("wf_run_finished", run_id=run_id, event=event, state=record["state"])
 
     def step_env(self, run_id: str, step: str, attempt: int, env: dict[str, str]) -> None:
         """Let plugins change ``env``; raises ``BadHookValue`` if a change cannot be exec'd."""
+        if not self._listening("wf_step_env"):
+            return
         before = dict(env)
         self._call("wf_step_env", run_id=run_id, step=step, attempt=attempt, env=env)
         for name, value in env.items():
@@ -231,6 +245,8 @@ class Plugins:
 
     def step_command(self, run_id: str, step: str, attempt: int, argv: list[str]) -> list[str]:
         """The argv a plugin answered, else ``argv``; raises ``BadHookValue`` if it is unusable."""
+        if not self._listening("wf_step_command"):
+            return argv
         result = self._call(
             "wf_step_command", run_id=run_id, step=step, attempt=attempt, argv=list(argv)
         )
@@ -245,7 +261,12 @@ class Plugins:
     def log_before_sync(self, run_id: str, events: list[dict[str, Any]]) -> None:
         self._call("wf_log_before_sync", run_id=run_id, events=events)
 
+    def _listening(self, hook: str) -> bool:
+        """Whether calling ``hook`` can matter: someone implements it, or calls are traced."""
+        return self.trace or self.has_impls(hook)
+
     def has_impls(self, hook: str) -> bool:
+        """Whether any plugin implements ``hook`` (asked per call: plugins may register late)."""
         return bool(getattr(self.manager.hook, hook).get_hookimpls())
 
 
