@@ -467,6 +467,26 @@ DAMAGE = [
     ),
     pytest.param(_flip_crc, "checksum mismatch", id="altered-crc"),
     pytest.param(lambda line: _checksummed(b"{not json}"), "not valid JSON", id="not-json"),
+    # A checksum that holds over what a parser cannot take as one JSON object: every way the
+    # reader's fast path (one scan of the line) can stop early, and what it cannot parse at all.
+    pytest.param(
+        lambda line: _checksummed(line[: line.rindex(b',"crc":')] + b"} {}"),
+        "not valid JSON",
+        id="two-objects",
+    ),
+    pytest.param(
+        lambda line: _checksummed(line[: line.rindex(b',"crc":')] + b'},{"seq":9}'),
+        "not valid JSON",
+        id="two-objects-with-comma",
+    ),
+    pytest.param(
+        lambda line: _checksummed(b'{"note":"\xff\xfe"}'), "not valid JSON", id="not-utf-8"
+    ),
+    pytest.param(
+        lambda line: _checksummed(b'{"deep":' + b"[" * 100_000 + b"]" * 100_000 + b"}"),
+        "not valid JSON",
+        id="nested-too-deep",
+    ),
 ]
 
 
@@ -1129,6 +1149,23 @@ def test_a_checksummed_nan_is_not_json(log_path: Path, literal: bytes) -> None:
     lines[2] = body[:-1] + b',"crc":"%08x"}\n' % zlib.crc32(body)
     log_path.write_bytes(b"".join(lines))
     assert_corrupt(log_path, 3, "damaged line (not valid JSON) before the last commit batch")
+
+
+def test_a_checksummed_line_reads_as_any_json_parser_reads_it(log_path: Path) -> None:
+    """Spaces before the object are JSON (the checksum covers them): the record reads the same.
+
+    The reader parses a line in one scan from its first byte and leaves anything else to the
+    complete parser; this pins that the two agree on a line only the latter reads.
+    """
+    records, _ = read_log(str(log_path))
+    lines = raw_lines(log_path)
+    lines[2] = _checksummed(b" \t" + lines[2][: lines[2].rindex(b',"crc":')] + b"}")
+    log_path.write_bytes(b"".join(lines))
+    got, torn = read_log(str(log_path))
+    assert torn is None
+    assert [{k: v for k, v in r.items() if k != "crc"} for r in got] == [
+        {k: v for k, v in r.items() if k != "crc"} for r in records
+    ]
 
 
 def _make_fifo(path: Path) -> str:

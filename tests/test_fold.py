@@ -586,6 +586,53 @@ def test_a_required_member_that_is_missing_is_refused_by_name(
         decode(record)
 
 
+def _fits(record: dict[str, Any]) -> bool:
+    """What the member by member check (the one that names what is wrong) says of ``record``."""
+    try:
+        records.check_members(record)
+    except MalformedRecord:
+        return False
+    return True
+
+
+#: JSON values of every kind, and edge values of the constrained ones.
+ANY_VALUES: list[Any] = [
+    None, True, False, 0, 1, -1, 2**31 - 1, 2**31, 10**400, 0.5, -0.5, 1e308, "", "a",
+    RETRY_AT, "2026-01-01", [], [1], ["a"], [True], {}, {"k": "v"},
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "path", "name", "expected", "outer"), CASES, ids=lambda v: v)
+def test_the_compiled_check_agrees_with_the_member_by_member_check(
+    kind: str, path: str, name: str, expected: Kind, outer: str | None
+) -> None:
+    """``Schema.holds`` is generated from the table: it vouches for a record exactly when the
+    member by member check passes it (a schema with nested objects leaves every record to it)."""
+    schema = records.SCHEMAS[kind]
+    variants = [sample(kind), sample(kind, future={"added": "later"})]
+    for value in [*BAD_VALUES[expected], *ANY_VALUES]:
+        record = sample(kind)
+        (record[outer] if outer else record)[name] = value
+        variants.append(record)
+    missing = sample(kind)
+    del (missing[outer] if outer else missing)[name]
+    variants.append(missing)
+    only_required = {key: value for key, value in sample(kind).items() if key in ("seq", "type")}
+    only_required.update({key: SAMPLES[kind][key] for key in schema.required})
+    variants.append(only_required)
+    for record in variants:
+        fits = _fits(record)
+        assert schema.holds(record) is (fits and not schema.nested), record
+        try:
+            decode(record)
+        except MalformedRecord:
+            assert not fits, record
+        except IllegalTransition:
+            assert fits, record  # a value the fold refuses (an unknown state): a well-formed record
+        else:
+            assert fits, record
+
+
 @pytest.mark.parametrize("ts", [None, "yesterday", 5, "9999-12-31T23:59:59.999999Z"])
 def test_fold_records_refuses_a_missing_or_bad_ts(ts: Any) -> None:
     changed = copy.deepcopy(reach(S).records)

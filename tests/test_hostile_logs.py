@@ -244,6 +244,10 @@ MUTATIONS: dict[str, Mutation] = {
     "grace-negative": m(CANCEL, put("grace_sec", -1), "'grace_sec'", run=CANCELLED),
     "grace-huge": m(CANCEL, put("grace_sec", Raw("1e400")), "'grace_sec'", run=CANCELLED),
     "grace-nan": m(CANCEL, put("grace_sec", Raw("NaN")), "not valid JSON", run=CANCELLED),
+    # any record: JSON nested deeper than Python's parser goes (it raises RecursionError)
+    "nested-too-deep": m(
+        SPAWNED, put("note", Raw("[" * 100_000 + "]" * 100_000)), "not valid JSON"
+    ),
     # run_finished
     "state-missing": m(FINISHED, drop("state"), "'state' missing"),
     "state-number": m(FINISHED, put("state", 1), "'state'"),
@@ -468,7 +472,8 @@ def test_run_ids_skips_entries_that_are_no_runs(wf: WfHarness, template: Path) -
 def test_logs_refuses_a_fifo_in_place_of_captured_output(wf: WfHarness, template: Path) -> None:
     events = copy_run(template, Path(wf.home), MIXED)
     output = events.parent / "steps" / "a" / "1.out"
-    output.unlink()
+    output.parent.mkdir(parents=True, exist_ok=True)  # a silent step leaves no output file
+    output.unlink(missing_ok=True)
     os.mkfifo(output)
     done = wf.cli("logs", MIXED, "a", timeout=HANG_TIMEOUT)
     assert done.returncode == 4, done.stderr

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wf_engine.core import clock
-from wf_engine.core.records import Record, check_members
+from wf_engine.core.records import SCHEMAS, Record, Schema, check_members
 from wf_engine.core.states import RunStatus, StepState
 from wf_engine.errors import IllegalTransition
 
@@ -150,8 +150,8 @@ def encode(event: Event) -> tuple[str, dict[str, Any]]:
         case StepTransition():
             payload = {
                 "step": event.step,
-                "from": event.from_.value,
-                "to": event.to.value,
+                "from": _SPELLING[event.from_],
+                "to": _SPELLING[event.to],
                 "attempt": event.attempt,
             }
             if event.reason is not None:
@@ -159,10 +159,10 @@ def encode(event: Event) -> tuple[str, dict[str, Any]]:
         case AttemptEnded():
             payload = {
                 "step": event.step,
-                "from": event.from_.value,
+                "from": _SPELLING[event.from_],
                 "attempt": event.attempt,
                 "exit_code": event.exit_code,
-                "to": event.to.value,
+                "to": _SPELLING[event.to],
                 "reason": event.reason,
             }
             if event.error is not None:
@@ -210,12 +210,18 @@ def decode(record: Record) -> Event:
     be), then the values only a closed set allows (states), so every event built is well typed.
     Whether it makes sense for the run (a known step, a legal transition) is the fold's to say.
     The envelope is not read, except ``seq`` to name the record in an error.
+
+    Readers decode every record of a log, so this is one dictionary lookup for the record type's
+    schema and builder, the schema's fast test (``Schema.holds``), and the builder; only a
+    record the fast test does not vouch for is checked member by member.
     """
     kind = record.get("type")
-    build = _DECODERS.get(kind) if type(kind) is str else None
-    if build is None:
+    codec = _CODECS.get(kind) if type(kind) is str else None
+    if codec is None:
         raise IllegalTransition(record.get("seq"), f"unknown record type {kind!r}")
-    check_members(record)
+    schema, build = codec
+    if not schema.holds(record):
+        check_members(record)
     return build(record)
 
 
@@ -231,27 +237,27 @@ def _runner_started(record: Record) -> RunnerStarted:
 
 
 def _step(record: Record) -> StepTransition | AttemptEnded:
-    try:
-        source, target = StepState(record["from"]), StepState(record["to"])
-    except ValueError:
-        raise IllegalTransition(record.get("seq"), "step record with an unknown state") from None
+    source, target = _STEP_STATES.get(record["from"]), _STEP_STATES.get(record["to"])
+    if source is None or target is None:
+        raise IllegalTransition(record.get("seq"), "step record with an unknown state")
     if "exit_code" not in record:
         reason = record.get("reason")
         return StepTransition(record["step"], source, target, record["attempt"], reason)
-    retry_at = record.get("retry_at")
-    return AttemptEnded(
-        step=record["step"],
-        attempt=record["attempt"],
-        exit_code=record["exit_code"],
-        to=target,
-        reason=record.get("reason"),
-        from_=source,
-        error=record.get("error"),
-        final=record.get("final", False),
-        retry_delay_sec=record.get("retry_delay_sec"),
-        retry_at=clock.from_iso(retry_at) if retry_at is not None else None,
-        stderr_tail=record.get("stderr_tail"),
-        leaked_pids=tuple(record.get("leaked_pids", ())),
+    get = record.get
+    retry_at = get("retry_at")
+    return AttemptEnded(  # positional, in field order: one in four records is one of these
+        record["step"],
+        record["attempt"],
+        record["exit_code"],
+        target,
+        get("reason"),
+        source,
+        get("error"),
+        get("final", False),
+        get("retry_delay_sec"),
+        clock.from_iso(retry_at) if retry_at is not None else None,
+        get("stderr_tail"),
+        tuple(get("leaked_pids", ())),
     )
 
 
@@ -266,14 +272,17 @@ def _cancel_requested(record: Record) -> CancelRequested:
 
 
 def _run_finished(record: Record) -> RunFinished:
-    try:
-        return RunFinished(RunStatus(record["state"]))
-    except ValueError:
-        raise IllegalTransition(
-            record.get("seq"), f"run_finished with state {record['state']!r}"
-        ) from None
+    state = _RUN_STATES.get(record["state"])
+    if state is None:
+        raise IllegalTransition(record.get("seq"), f"run_finished with state {record['state']!r}")
+    return RunFinished(state)
 
 
+#: States by their spelling in the log, and back: what ``StepState(text)`` and ``state.value``
+#: give, without the enum's machinery (a call, a descriptor), since every step record needs them.
+_STEP_STATES: dict[str, StepState] = {state.value: state for state in StepState}
+_SPELLING: dict[StepState, str] = {state: state.value for state in StepState}
+_RUN_STATES: dict[str, RunStatus] = {state.value: state for state in RunStatus}
 _TYPES: dict[type, str] = {
     RunCreated: "run_created",
     RunnerStarted: "runner_started",
@@ -290,4 +299,8 @@ _DECODERS: dict[str, Callable[[Record], Event]] = {
     "spawned": _spawned,
     "cancel_requested": _cancel_requested,
     "run_finished": _run_finished,
+}
+#: Per record type, the schema its members must fit and the builder of its event.
+_CODECS: dict[str, tuple[Schema, Callable[[Record], Event]]] = {
+    kind: (SCHEMAS[kind], build) for kind, build in _DECODERS.items()
 }

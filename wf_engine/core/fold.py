@@ -42,6 +42,12 @@ from wf_engine.core.states import LEGAL_TRANSITIONS, TERMINAL_STATES, RunStatus,
 from wf_engine.core.validation import WorkflowInvalid, workflow_from_data
 from wf_engine.errors import CorruptLog, IllegalTransition
 
+#: The step states as module globals, for the code run per record: ``StepState.READY`` goes
+#: through the enum's metaclass on every access, about ten times the cost of reading a global.
+_PENDING, _READY, _RUNNING = StepState.PENDING, StepState.READY, StepState.RUNNING
+_SUCCEEDED, _FAILED = StepState.SUCCEEDED, StepState.FAILED
+_SKIPPED, _CANCELLED = StepState.SKIPPED, StepState.CANCELLED
+
 
 @dataclass(slots=True)
 class ProcessRef:
@@ -71,7 +77,7 @@ class StepStatus:
 
     @property
     def terminal(self) -> bool:
-        return self.state in TERMINAL_STATES or (self.state is StepState.FAILED and self.final)
+        return self.state in TERMINAL_STATES or (self.state is _FAILED and self.final)
 
 
 @dataclass(slots=True)
@@ -204,7 +210,7 @@ def _run_finished(state: RunState, event: RunFinished, seq: int | None) -> None:
 
 def _spawned(state: RunState, event: Spawned, seq: int | None) -> None:
     index, status = _step_of(state, event.step, seq)
-    if status.state is not StepState.RUNNING or event.attempt != status.attempt:
+    if status.state is not _RUNNING or event.attempt != status.attempt:
         raise IllegalTransition(
             seq, f"spawned for step {state.step_id(index)!r} which is not running it"
         )
@@ -212,47 +218,55 @@ def _spawned(state: RunState, event: Spawned, seq: int | None) -> None:
 
 
 def _step_of(state: RunState, step_id: str, seq: int | None) -> tuple[int, StepStatus]:
-    if not state.workflow.has_step(step_id):
-        raise IllegalTransition(seq, f"unknown step {step_id!r}")
-    index = state.workflow.index_of(step_id)
+    try:
+        index = state.workflow.index_of(step_id)
+    except KeyError:
+        raise IllegalTransition(seq, f"unknown step {step_id!r}") from None
     return index, state.steps[index]
 
 
 def _step(state: RunState, event: StepTransition | AttemptEnded, seq: int | None) -> None:
-    index, status = _step_of(state, event.step, seq)
+    # Three records in four are step records: the lookups of ``_step_of`` and the work of
+    # leaving the old state are inline here, so a transition costs few calls.
+    step_id = event.step
+    try:
+        index = state.workflow.index_of(step_id)
+    except KeyError:
+        raise IllegalTransition(seq, f"unknown step {step_id!r}") from None
+    status = state.steps[index]
     source, target = event.from_, event.to
-    name = state.step_id(index)
     if source is not status.state:
-        raise IllegalTransition(seq, f"step {name!r} is {status.state}, record says from {source}")
+        raise IllegalTransition(
+            seq, f"step {step_id!r} is {status.state}, record says from {source}"
+        )
     if (source, target) not in LEGAL_TRANSITIONS:
-        raise IllegalTransition(seq, f"illegal transition {source} -> {target} for step {name!r}")
+        raise IllegalTransition(
+            seq, f"illegal transition {source} -> {target} for step {step_id!r}"
+        )
     if status.terminal:
-        raise IllegalTransition(seq, f"step {name!r} already finished for good")
-    expected_attempt = status.attempt + 1 if target is StepState.RUNNING else status.attempt
+        raise IllegalTransition(seq, f"step {step_id!r} already finished for good")
+    expected_attempt = status.attempt + 1 if target is _RUNNING else status.attempt
     if event.attempt != expected_attempt:
         raise IllegalTransition(
-            seq, f"step {name!r}: attempt {event.attempt}, expected {expected_attempt}"
+            seq, f"step {step_id!r}: attempt {event.attempt}, expected {expected_attempt}"
         )
-    _leave(state, index, status, source)
+    # Leave the old state.
+    if source is _PENDING:
+        state.unblocked.pop(index, None)
+        state.doomed.pop(index, None)
+    elif source is _RUNNING:
+        del state.running[index]
+        status.process = None
+    elif source is _FAILED:
+        status.retry_at = None
     status.state = target
     status.epoch += 1
     # Only now is this step's heap entry stale, so it can be dropped if it sits on top.
-    if source is StepState.READY:
-        _drop_stale(state.ready_heap, lambda entry: ready_entry_live(state, entry))
-    elif source is StepState.FAILED:
-        _drop_stale(state.retry_heap, lambda entry: retry_entry_live(state, entry))
+    if source is _READY:
+        _drop_stale(state, state.ready_heap, ready_entry_live)
+    elif source is _FAILED:
+        _drop_stale(state, state.retry_heap, retry_entry_live)
     _enter(state, index, status, event, seq)
-
-
-def _leave(state: RunState, index: int, status: StepStatus, source: StepState) -> None:
-    if source is StepState.PENDING:
-        state.unblocked.pop(index, None)
-        state.doomed.pop(index, None)
-    elif source is StepState.RUNNING:
-        del state.running[index]
-        status.process = None
-    elif source is StepState.FAILED:
-        status.retry_at = None
 
 
 def _enter(
@@ -266,25 +280,22 @@ def _enter(
     # Only an observed attempt end carries an outcome; a decided transition has none.
     ended = event if isinstance(event, AttemptEnded) else None
     exit_code = ended.exit_code if ended is not None else None
-    if target is StepState.READY:
+    if target is _READY:
         heapq.heappush(state.ready_heap, (index, status.epoch))
-    elif target is StepState.RUNNING:
+    elif target is _RUNNING:
         state.running[index] = None
         status.attempt += 1
         status.started_by = state.runner_generation
         status.exit_code = None
         status.reason = None
-    elif target is StepState.SUCCEEDED:
+    elif target is _SUCCEEDED:
         state.succeeded += 1
         status.exit_code, status.reason = exit_code, event.reason
         for dependent in state.dependents[index]:
             state.remaining[dependent] -= 1
-            if (
-                state.remaining[dependent] == 0
-                and state.steps[dependent].state is StepState.PENDING
-            ):
+            if state.remaining[dependent] == 0 and state.steps[dependent].state is _PENDING:
                 state.unblocked[dependent] = None
-    elif target is StepState.FAILED:
+    elif target is _FAILED:
         status.exit_code, status.reason = exit_code, event.reason
         status.failures += 1
         status.final = ended is not None and ended.final
@@ -296,10 +307,10 @@ def _enter(
                 raise IllegalTransition(seq, "FAILED without final needs a valid retry_at")
             status.retry_at = ended.retry_at
             heapq.heappush(state.retry_heap, (status.retry_at, index, status.epoch))
-    elif target is StepState.SKIPPED:
+    elif target is _SKIPPED:
         status.reason = event.reason
         _doom_dependents(state, index)
-    elif target is StepState.CANCELLED:
+    elif target is _CANCELLED:
         status.reason = event.reason
         if ended is not None:
             status.exit_code = exit_code
@@ -309,7 +320,7 @@ def _enter(
 
 def _doom_dependents(state: RunState, index: int) -> None:
     for dependent in state.dependents[index]:
-        if state.steps[dependent].state is StepState.PENDING:
+        if state.steps[dependent].state is _PENDING:
             state.doomed[dependent] = None
             state.unblocked.pop(dependent, None)
 
@@ -317,18 +328,18 @@ def _doom_dependents(state: RunState, index: int) -> None:
 def ready_entry_live(state: RunState, entry: tuple[int, int]) -> bool:
     """A ``ready_heap`` entry ``(step, epoch)`` still stands for a READY step (else it is stale)."""
     status = state.steps[entry[0]]
-    return status.state is StepState.READY and status.epoch == entry[1]
+    return status.state is _READY and status.epoch == entry[1]
 
 
 def retry_entry_live(state: RunState, entry: tuple[int, int, int]) -> bool:
     """A ``retry_heap`` entry ``(due, step, epoch)`` still stands for a retry that waits."""
     status = state.steps[entry[1]]
-    return status.state is StepState.FAILED and status.epoch == entry[2]
+    return status.state is _FAILED and status.epoch == entry[2]
 
 
-def _drop_stale(heap: list[Any], is_live: Callable[[Any], bool]) -> None:
+def _drop_stale(state: RunState, heap: list[Any], is_live: Callable[[RunState, Any], bool]) -> None:
     """Pop dead entries off the top of ``heap``; the step just leaving is one of them now."""
-    while heap and not is_live(heap[0]):
+    while heap and not is_live(state, heap[0]):
         heapq.heappop(heap)
 
 
@@ -350,18 +361,21 @@ def fold_records(
     ``CorruptLog`` naming that file and line. ``observe`` sees each record, with its event, once
     it is folded (status collects timings this way).
     """
-    checker = RecordChecker()
+    check_ts = RecordChecker().check
     state: RunState | None = None
     event: Event
     for line, record in enumerate(records, start=1):
         try:
-            checker.check(record)
-            if state is None:
-                created = _created(record)
-                state, event = start(created, _seq(record)), created
-            else:
+            check_ts(record)
+            seq = record.get("seq")
+            if type(seq) is not int:
+                seq = None
+            if state is not None:
                 event = decode(record)
-                apply_event(state, event, _seq(record))
+                apply_event(state, event, seq)
+            else:
+                created = _created(record)
+                state, event = start(created, seq), created
         except IllegalTransition as exc:
             if source is None:
                 raise

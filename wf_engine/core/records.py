@@ -9,10 +9,12 @@ must hold; members not listed are allowed and ignored (forward compatibility). T
 this table is the only description of a record's shape. Whether a value makes *sense* (a known
 step, a legal transition, the right attempt number) is the fold's job, not this module's.
 
-Checking is cheap on purpose (``wf status`` reads whole logs): per record, one ``dict.get`` per
-member of its schema and an exact-type test (``type(value) in types``: ``True`` is never a
-number); only constrained kinds (a count, a pid, a time) call a function. The envelope ``ts`` is
-parsed once per commit batch, since every record of a batch carries the same string.
+Checking is cheap on purpose (``wf status`` reads whole logs). Each ``Schema`` compiles its
+table, once, into a fast test, ``Schema.holds``: per member one ``dict.get`` and an exact-type
+test (``type(value)``: ``True`` is never a number), straight-line; only constrained kinds (a
+count, a pid, a time) call a function. A record the fast test does not vouch for is checked
+member by member (``check_members``), which names what is wrong. The envelope ``ts`` is parsed
+once per commit batch, since every record of a batch carries the same string.
 """
 
 from __future__ import annotations
@@ -102,10 +104,17 @@ class Schema:
     required: frozenset[str]
     #: Members that are objects with members of their own (checked to be objects first).
     nested: Mapping[str, Schema]
-    #: ``(name, types, constraint, required)`` per member: what the hot loop reads.
+    #: ``(name, types, constraint, required)`` per member, in table order: what the member by
+    #: member check (``check_members``) reads, so its message names the first bad member.
     plan: tuple[tuple[str, tuple[type, ...], Callable[[Any], bool] | None, bool], ...] = field(
         init=False, repr=False, compare=False
     )
+    #: ``holds(members)``: True if ``members`` fits this schema. The fast test, and a strict
+    #: one: it may say False of members that fit (when there are nested objects to check),
+    #: never True of members that do not; ``check_members`` then decides, naming the member.
+    #: Compiled on its first call (``_compile_holds``), so a command that reads no log (``wf
+    #: run``, ``wf --help``) never pays for it.
+    holds: Callable[[Record], bool] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         plan = tuple(
@@ -113,6 +122,68 @@ class Schema:
             for name, kind in self.fields.items()
         )
         object.__setattr__(self, "plan", plan)
+        object.__setattr__(self, "holds", self._compile_and_hold)
+
+    def _compile_and_hold(self, members: Record) -> bool:
+        """The first call of ``holds``: put the compiled test in its place, then run it."""
+        holds = _compile_holds(self)
+        object.__setattr__(self, "holds", holds)
+        return holds(members)
+
+
+def _compile_holds(schema: Schema) -> Callable[[Record], bool]:
+    """``schema.holds``: the table turned into straight-line code, once, at import.
+
+    One ``get`` and one exact-type test per member, and a call only for a constrained kind:
+    no loop, no unpacking, nothing looked up per member but the member itself. The code is
+    generated from the table (as ``dataclasses`` and ``namedtuple`` generate theirs), so the
+    table stays the one description of a record's shape. For example, ``spawned`` gives::
+
+        def holds(members):
+            get = members.get
+            if type(get('step')) is not types0:
+                return False
+            value = get('attempt', _MISSING)
+            if value is _MISSING or type(value) is not types1 or not constraint1(value):
+                return False
+            ...
+            value = get('start_id', _MISSING)
+            if value is not _MISSING and (type(value) not in types4):
+                return False
+            return True
+    """
+    if schema.nested:
+        return _never
+    names: dict[str, Any] = {"_MISSING": _MISSING}
+    lines = ["def holds(members):", "    get = members.get"]
+    for number, (name, kind) in enumerate(schema.fields.items()):
+        if len(kind.types) == 1:
+            names[f"types{number}"] = kind.types[0]
+            test = f"type(value) is not types{number}"
+        else:
+            names[f"types{number}"] = kind.types
+            test = f"type(value) not in types{number}"
+        if kind.constraint is not None:
+            names[f"constraint{number}"] = kind.constraint
+            test += f" or not constraint{number}(value)"
+        if name not in schema.required:
+            lines.append(f"    value = get({name!r}, _MISSING)")
+            lines.append(f"    if value is not _MISSING and ({test}):")
+        elif kind.constraint is None and len(kind.types) == 1 and kind.types[0] is not _NULL:
+            # Missing reads as ``None``, which is not this one type.
+            lines.append(f"    if type(get({name!r})) is not types{number}:")
+        else:
+            lines.append(f"    value = get({name!r}, _MISSING)")
+            lines.append(f"    if value is _MISSING or {test}:")
+        lines.append("        return False")
+    lines.append("    return True")
+    exec("\n".join(lines), names)
+    holds: Callable[[Record], bool] = names["holds"]
+    return holds
+
+
+def _never(members: Record) -> bool:
+    return False
 
 
 def _schema(

@@ -37,6 +37,8 @@ from wf_engine.core.states import StepState
 from wf_engine.errors import CorruptLog, IllegalTransition
 
 _OBSERVED_FROM_RUNNING = {StepState.SUCCEEDED, StepState.FAILED, StepState.CANCELLED}
+#: Read per record: module globals, since ``StepState.X`` goes through the enum's metaclass.
+_READY, _RUNNING, _CANCELLED = StepState.READY, StepState.RUNNING, StepState.CANCELLED
 #: What the retry policy decides about an attempt's end, compared as the log spells them.
 _POLICY_FIELDS = ("to", "final", "retry_delay_sec", "retry_at")
 
@@ -83,10 +85,14 @@ def verify_log(entries: Sequence[tuple[Record, Event]], source: str) -> None:
     """
     state = initial_state(entries[0][0])
     verifier = Verifier()
+    ts: object = object()  # the records of a batch share one ts: parsed once per batch
+    now_us = 0
     for line, (record, event) in enumerate(entries[1:], start=2):
         try:
             seq = record.get("seq")
-            verifier.check(state, event, seq, _ts(record))
+            if record.get("ts") != ts:
+                ts, now_us = record.get("ts"), _ts(record)
+            verifier.check(state, event, seq, now_us)
             apply_event(state, event, seq)
         except IllegalTransition as exc:
             raise CorruptLog(source, line, str(exc)) from exc
@@ -111,11 +117,11 @@ def _decision(
     source, target = event.from_, event.to
     if source is not state.steps[index].state:
         return None  # the fold names it
-    if source is StepState.RUNNING and target is StepState.READY:
+    if source is _RUNNING and target is _READY:
         if state.runner_generation <= state.steps[index].started_by:
             _fail(seq, f"step {event.step!r} interrupted, but its runner never changed")
         return None
-    if source is StepState.RUNNING and target in _OBSERVED_FROM_RUNNING:
+    if source is _RUNNING and target in _OBSERVED_FROM_RUNNING:
         _check_outcome(state, event, index, seq, now_us)
         return None
     return Transition(index, target, event.reason)
@@ -128,7 +134,7 @@ def _check_outcome(
     seq: int | None,
     now_us: int,
 ) -> None:
-    if event.to is StepState.CANCELLED:
+    if event.to is _CANCELLED:
         if not state.stopping:
             _fail(seq, f"step {event.step!r} cancelled while the run was not stopping")
         return

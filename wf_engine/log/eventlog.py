@@ -20,6 +20,7 @@ refuses the log naming the line.
 from __future__ import annotations
 
 import json
+import json.scanner
 import os
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -65,19 +66,47 @@ def encode_record(record: Record) -> bytes:
     return body[:-1] + _CRC_PREFIX + crc.encode() + b'"}\n'
 
 
+#: The strict decoder's C scanner (what its ``decode`` calls): one JSON value from an index,
+#: without ``loads``' per-call work (type tests, encoding sniffing, whitespace regexes).
+#: typeshed types its argument as a scanner; a decoder is what ``json.decoder`` passes too.
+_SCAN_JSON = json.scanner.make_scanner(_STRICT_JSON)  # type: ignore[arg-type]
+#: ``,"crc":"xxxxxxxx"}\n`` at the end of a whole line: where its parts start, from the end.
+_CRC_MEMBER_AT = -_CRC_SUFFIX_LEN - 1
+_CRC_HEX_AT = _CRC_MEMBER_AT + len(_CRC_PREFIX)
+
+
 def _decode_line(raw: bytes) -> Record | str:
-    """The record on a line, or what is wrong with it (damage: torn or corrupt, by position)."""
-    if not raw.endswith(b"\n"):
+    """The record on a line, or what is wrong with it (damage: torn or corrupt, by position).
+
+    Run on every line of every log read, so the checks cost no copy of the line beyond its
+    head for the CRC, and the JSON is parsed by the C scanner directly. Anything unusual (a
+    line the scanner does not read to its end in one value) is left to ``_decode_json``, the
+    one judge of what is and is not JSON here.
+    """
+    if raw[-1:] != b"\n":
         return "incomplete line"
-    line = raw[:-1]
-    if len(line) < _CRC_SUFFIX_LEN or line[-_CRC_SUFFIX_LEN:-10] != _CRC_PREFIX:
+    if len(raw) <= _CRC_SUFFIX_LEN or raw[_CRC_MEMBER_AT:_CRC_HEX_AT] != _CRC_PREFIX:
         return "no checksum as last member"
-    body = line[:-_CRC_SUFFIX_LEN] + b"}"
-    if f"{zlib.crc32(body):08x}".encode() != line[-10:-2]:
+    # The CRC of the line without its crc member: its head, then the closing brace.
+    if b"%08x" % zlib.crc32(b"}", zlib.crc32(raw[:_CRC_MEMBER_AT])) != raw[_CRC_HEX_AT:-3]:
         return "checksum mismatch"
     try:
-        value = _STRICT_JSON.decode(line.decode())
+        text = raw.decode()
+        value, end = _SCAN_JSON(text, 0)
+    except (ValueError, StopIteration, RecursionError):
+        return _decode_json(raw)
+    if end != len(text) - 1 or type(value) is not dict:
+        return _decode_json(raw)  # leading spaces, or something after the value
+    return value
+
+
+def _decode_json(raw: bytes) -> Record | str:
+    """A checksummed line as a record, or why it is none: the slow, complete judgement."""
+    try:
+        value = _STRICT_JSON.decode(raw[:-1].decode())
     except ValueError:  # also UnicodeDecodeError, and NaN / Infinity (see _not_json)
+        return "not valid JSON"
+    except RecursionError:  # nested deeper than Python's parser goes: no writer made it
         return "not valid JSON"
     if not isinstance(value, dict):
         return "not a JSON object"
@@ -127,45 +156,54 @@ class LogScan:
         self.lines = 0
 
     def __iter__(self) -> Iterator[Record]:
+        # One pass, every check of every line: kept inline (locals, no call per check), since
+        # ``status``, ``replay`` and ``list`` spend here most of what they do not spend in JSON.
+        path = self.path
         pending: list[Record] = []
+        expected = self.last_seq + 1  # the seq of the next record
+        first = size = 0  # the batch being read: its first seq and its size
         offset = 0
         reason = "incomplete commit batch"
-        with open_regular(self.path) as file:
+        with open_regular(path) as file:
             for line_no, raw in enumerate(file, start=1):
-                decoded = _decode_line(raw)
-                if isinstance(decoded, str):
-                    self._check_tail(file, line_no, decoded, pending)
-                    reason = decoded
+                record = _decode_line(raw)
+                if isinstance(record, str):
+                    self._check_tail(file, line_no, record, pending)
+                    reason = record
                     break
-                _check_envelope(self.path, line_no, decoded)
-                self._check_order(decoded, pending, line_no)
-                pending.append(decoded)
+                seq: Any = record.get("seq")
+                batch: Any = record.get("batch")
+                batch_size: Any = record.get("batch_size")
+                if (  # as ``_check_envelope``, which names the member only when one is wrong
+                    type(seq) is not int
+                    or type(batch) is not int
+                    or type(batch_size) is not int
+                    or not isinstance(record.get("type"), str)
+                ):
+                    _check_envelope(path, line_no, record)
+                if seq != expected:
+                    kind = "duplicate or out-of-order" if seq < expected else "gap"
+                    raise CorruptLog(path, line_no, f"seq {kind}: expected {expected}, found {seq}")
+                if not pending:
+                    first, size = seq, batch_size
+                if batch != first or batch_size != size or size < 1:
+                    raise CorruptLog(
+                        path, line_no, "commit batch fields disagree with the records before"
+                    )
+                pending.append(record)
                 offset += len(raw)
-                if len(pending) == decoded["batch_size"]:
+                expected += 1
+                if len(pending) == size:
                     yield from pending
                     pending = []
                     self.committed_size = offset
-                    self.last_seq = decoded["seq"]
+                    self.last_seq = seq
                     self.lines = line_no
             else:
                 if not pending:
                     return
             length = os.fstat(file.fileno()).st_size - self.committed_size
         self.torn = TornTail(self.committed_size, length, self.last_seq, self.lines + 1, reason)
-
-    def _check_order(self, record: Record, pending: list[Record], line_no: int) -> None:
-        expected = self.last_seq + len(pending) + 1
-        if record["seq"] != expected:
-            kind = "duplicate or out-of-order" if record["seq"] < expected else "gap"
-            raise CorruptLog(
-                self.path, line_no, f"seq {kind}: expected {expected}, found {record['seq']}"
-            )
-        batch_start = pending[0]["seq"] if pending else expected
-        batch_size = pending[0]["batch_size"] if pending else record["batch_size"]
-        if record["batch"] != batch_start or record["batch_size"] != batch_size or batch_size < 1:
-            raise CorruptLog(
-                self.path, line_no, "commit batch fields disagree with the records before"
-            )
 
     def _check_tail(self, file: Any, damaged: int, reason: str, pending: list[Record]) -> None:
         """Damage at line ``damaged``: a torn tail only if it lies inside the last batch.
