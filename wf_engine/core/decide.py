@@ -166,11 +166,26 @@ class AttemptResult:
     stderr_tail: str = ""
     #: Processes that left the attempt's group, found by its mark and killed when it ended.
     leaked_pids: tuple[int, ...] = ()
+    #: The executor lost the attempt (its Dask worker left the cluster): why, in words.
+    interrupted: str | None = None
 
 
 def attempt_finished(state: RunState, result: AttemptResult, now_us: int) -> AttemptEnded:
-    """The event for a finished attempt, with the retry policy applied to a failure."""
+    """The event for a finished attempt, with the retry policy applied to a failure.
+
+    An attempt the executor lost goes back to READY without a failure, like one a dead
+    runner left behind, unless it was being stopped or had timed out (then that decides).
+    """
     step = state.workflow.steps[result.step]
+    if result.interrupted is not None and not (result.stopped or result.timed_out):
+        return AttemptEnded(
+            step=step.id,
+            attempt=result.attempt,
+            exit_code=None,
+            to=StepState.READY,
+            reason="interrupted",
+            error=result.interrupted,
+        )
     #: Kept on a failure or a cancel (never on a success), and only if there is one.
     tail = result.stderr_tail or None
     error = None

@@ -118,6 +118,10 @@ def _decision(
     if source is not state.steps[index].state:
         return None  # the fold names it
     if source is _RUNNING and target is _READY:
+        if isinstance(event, AttemptEnded) and event.reason == "interrupted":
+            if not event.error:
+                _fail(seq, f"step {event.step!r} interrupted by its executor without a reason")
+            return None  # observed: the executor lost the attempt (a Dask worker left)
         if state.runner_generation <= state.steps[index].started_by:
             _fail(seq, f"step {event.step!r} interrupted, but its runner never changed")
         return None

@@ -16,12 +16,17 @@ boundary, so a second executor (processes on a cluster) plugs in without the run
 An executor also answers for a dead runner's attempts (``clear_leftovers``): before a new owner
 starts anything, every process of the old attempts must be gone (docs/design.md, "Never two
 attempts at once").
+
+An executor that runs attempts elsewhere can lose one without seeing it end (a Dask worker that
+left the cluster, ``wf_engine.runtime.daskexec``): once every process of it is known dead, it
+reports an ``AttemptOutcome`` with ``interrupted`` set (why), which the runner records as the step
+going back to READY without a failure (docs/dask.md).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from wf_engine.core.fold import RunState
@@ -48,6 +53,9 @@ class LaunchSpec:
     #: Run through ``/bin/sh -c`` instead when ``argv`` cannot be exec'd (missing program, no
     #: permission), so a command exec'd without a shell fails exactly as the shell would make it.
     shell_fallback: list[str] | None = None
+    #: Resources the attempt holds while it runs (``{"GPU": 1}``): the Dask executor asks its
+    #: workers for them; the local executor has nothing to ask and ignores them.
+    resources: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +65,9 @@ class Started:
     pid: int
     pgid: int
     start_id: str | None
+    #: Where the leader runs when that is not this machine (a Dask worker's address); the pid
+    #: means nothing elsewhere.
+    where: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +86,12 @@ class AttemptOutcome:
     leaked_pids: tuple[int, ...] = ()
     #: Set when the attempt's output could not be kept in the run store: the runner stops (exit 4).
     store_error: str | None = None
+    #: Set when the attempt was lost rather than ended (its Dask worker left the cluster, the
+    #: scheduler lost it): why, in words. Every process of the attempt is known dead when this is
+    #: reported, but its exit status is unknown (``returncode`` is only a placeholder, -SIGKILL).
+    #: The runner records it as ``RUNNING -> READY`` with reason ``interrupted`` (the step runs
+    #: again without using up a retry), or as CANCELLED / a timeout if it had stopped the attempt.
+    interrupted: str | None = None
 
 
 #: What an executor reports about an attempt: it started, it could not, or it is over (its

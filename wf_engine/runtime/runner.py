@@ -245,11 +245,12 @@ class Runner:
             AttemptResult(
                 step=index,
                 attempt=attempt,
-                exit_code=news.returncode,
+                exit_code=None if news.interrupted is not None else news.returncode,
                 timed_out=index in self._timed_out,
                 stopped=index in self._stopped,
                 stderr_tail=news.stderr_tail,
                 leaked_pids=news.leaked_pids,
+                interrupted=news.interrupted,
             )
         )
         self._timed_out.discard(index)

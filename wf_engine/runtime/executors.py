@@ -1,0 +1,87 @@
+"""Choosing what runs a run's attempts: ``local`` process groups (the default) or ``dask``.
+
+``executor_factory(name, scheduler)`` gives the ``ExecutorFactory`` a ``Runner`` is built with
+(``create_run(..., executor=...)``, ``resume_run(..., executor=...)``). What is not given comes
+from the environment, then from the workflow's own options (``default``), then the default::
+
+    name       --executor      else $WF_EXECUTOR        else the workflow's  else "local"
+    scheduler  --scheduler     else $WF_DASK_SCHEDULER  else the workflow's  else none: a
+                                                                                 LocalCluster
+
+``resolve`` makes that choice (an ``ExecutorChoice``, what a run records in its options so that
+``wf resume`` reconnects to the same scheduler); ``factory_for`` builds exactly the executor a
+choice names, reading nothing else (resuming uses it with the recorded choice). Only ``dask``
+takes a scheduler. The Dask executor's module, and ``distributed`` with it, is imported only
+when ``dask`` is chosen, so a plain ``wf run`` never pays for it.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import os
+from dataclasses import dataclass
+
+from wf_engine.errors import UsageError
+from wf_engine.runtime.localexec import LocalExecutor
+from wf_engine.runtime.runner import ExecutorFactory
+
+EXECUTOR_VAR = "WF_EXECUTOR"
+SCHEDULER_VAR = "WF_DASK_SCHEDULER"
+LOCAL = "local"
+DASK = "dask"
+NAMES = (LOCAL, DASK)
+#: What to tell a user who asked for Dask without the extra.
+DASK_EXTRA_MISSING = "the dask executor needs `pip install 'wf-engine[dask]'`"
+
+
+@dataclass(frozen=True, slots=True)
+class ExecutorChoice:
+    """An executor by name, and the scheduler it connects to (``None``: a LocalCluster)."""
+
+    name: str = LOCAL
+    scheduler: str | None = None
+
+
+def resolve(
+    name: str | None = None,
+    scheduler: str | None = None,
+    default: ExecutorChoice | None = None,
+) -> ExecutorChoice:
+    """The executor asked for: arguments, else the environment, else ``default``, else local.
+
+    ``UsageError`` (exit 2) for an unknown name, or a ``scheduler`` argument without Dask.
+    """
+    fallback = default or ExecutorChoice()
+    env_name = os.environ.get(EXECUTOR_VAR) or None
+    chosen = (name or env_name or fallback.name).strip().lower()
+    if chosen == LOCAL:
+        if scheduler:
+            raise UsageError("--scheduler is for the dask executor (--executor dask)")
+        return ExecutorChoice(LOCAL)
+    if chosen != DASK:
+        source = "" if name else f" (from ${EXECUTOR_VAR})" if env_name else " (from the workflow)"
+        raise UsageError(f"unknown executor {chosen!r}{source}: choose one of {', '.join(NAMES)}")
+    address = scheduler or os.environ.get(SCHEDULER_VAR) or fallback.scheduler
+    return ExecutorChoice(DASK, address.strip() if address and address.strip() else None)
+
+
+def factory_for(choice: ExecutorChoice) -> ExecutorFactory:
+    """The factory of exactly ``choice`` (nothing read from the environment); ``UsageError``
+    (exit 2) when it is Dask and the extra is not installed, or an unknown name."""
+    if choice.name == LOCAL:
+        return LocalExecutor
+    if choice.name != DASK:
+        raise UsageError(f"unknown executor {choice.name!r}: choose one of {', '.join(NAMES)}")
+    try:
+        importlib.import_module("distributed")
+    except ImportError:
+        raise UsageError(DASK_EXTRA_MISSING) from None
+    from wf_engine.runtime.daskexec import DaskExecutor
+
+    return functools.partial(DaskExecutor, scheduler=choice.scheduler)
+
+
+def executor_factory(name: str | None = None, scheduler: str | None = None) -> ExecutorFactory:
+    """``factory_for(resolve(name, scheduler))``: see the module docstring."""
+    return factory_for(resolve(name, scheduler))
