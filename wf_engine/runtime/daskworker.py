@@ -494,7 +494,7 @@ class _Watch:
 
     def _watch_exit(self) -> int:
         """A descriptor readable once the leader exited (the leader is not reaped by it)."""
-        if _pidfd_works():
+        if oscaps.has_pidfd():
             return os.pidfd_open(self._run.pid)
         wake_r, wake_w = os.pipe()
 
@@ -553,15 +553,3 @@ class _Watch:
         if leaked:
             self._leaked += [p.pid for p in leaked]
             terminate(leaked, self._spec.kill_grace_sec)
-
-
-@functools.cache
-def _pidfd_works() -> bool:
-    """pidfds need Linux 5.3; ``WF_PORTABLE=1`` takes the waiting-thread path on purpose."""
-    if oscaps.PORTABLE or not hasattr(os, "pidfd_open"):
-        return False
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except OSError:
-        return False
-    return True

@@ -158,7 +158,7 @@ class LocalExecutor:
         self._thread: threading.Thread | None = None
         self._spawners: list[threading.Thread] = []
         self._closing = False
-        self._use_pidfd = _pidfd_works()
+        self._use_pidfd = oscaps.has_pidfd()
 
     # -- the runner's side -------------------------------------------------------------------
 
@@ -554,14 +554,3 @@ def _write_fully(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view) :]
-
-
-def _pidfd_works() -> bool:
-    """pidfds need Linux 5.3; ``WF_PORTABLE=1`` takes the thread-per-attempt path on purpose."""
-    if oscaps.PORTABLE or not hasattr(os, "pidfd_open"):
-        return False
-    try:
-        os.close(os.pidfd_open(os.getpid()))
-    except OSError:
-        return False
-    return True

@@ -12,6 +12,7 @@ portable paths on every machine (docs/design.md, "Linux and macOS").
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 
@@ -24,3 +25,16 @@ HAS_WAITID = hasattr(os, "waitid") and not PORTABLE
 
 #: ``/proc/<pid>/{stat,environ,fd}``: cheap process inspection; elsewhere ``ps`` answers.
 HAS_PROCFS = sys.platform.startswith("linux") and not PORTABLE
+
+
+@functools.cache
+def has_pidfd() -> bool:
+    """``os.pidfd_open`` (Linux 5.3): wait for many processes in one ``select``. Probed once, on
+    first use; ``WF_PORTABLE=1`` takes the waiting-thread path on purpose."""
+    if PORTABLE or not hasattr(os, "pidfd_open"):
+        return False
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:
+        return False
+    return True
