@@ -7,22 +7,28 @@ pieces they are built from (``WfHarness``, ``TaskKit``, ``dag``, ``step``) work 
 from __future__ import annotations
 
 from pytest_wf.harness import (
+    Execution,
+    RunFiles,
     RunningWf,
     RunResult,
     TaskKit,
     WfHarness,
     dag,
-    process_alive,
     step,
     wait_until,
 )
+from pytest_wf.processes import StepProcess, group_gone, process_alive
 
 __all__ = [
+    "Execution",
+    "RunFiles",
     "RunResult",
     "RunningWf",
+    "StepProcess",
     "TaskKit",
     "WfHarness",
     "dag",
+    "group_gone",
     "process_alive",
     "step",
     "wait_until",

@@ -251,11 +251,11 @@ def test_run_started_says_whether_the_runner_resumed_the_run(wf: WfHarness, tmp_
     (started,) = calls(first, "wf_run_started")
     assert started["resumed"] is False
     assert started["run_id"] == run_id
-    assert started["run_dir"] == resumed.paths.root
+    assert started["run_dir"] == str(resumed.paths.root)
     assert started["workflow_id"] == "hooks"
     (restarted,) = calls(second, "wf_run_started")
     assert restarted["resumed"] is True
-    assert restarted["run_dir"] == resumed.paths.root
+    assert restarted["run_dir"] == str(resumed.paths.root)
     # wf_run_started comes before any event of its runner; the resumed runner starts with its
     # own runner_started record and then sees every record written after it.
     assert read_calls(second)[0]["hook"] != "wf_event_appended"

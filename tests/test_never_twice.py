@@ -56,9 +56,9 @@ def test_resume_kills_the_old_attempt_whatever_file_was_lost(
     old = wait_ready(wf_tasks, "slow")
     running.kill()
     if lost == "steps folder":
-        shutil.rmtree(running.paths.root + "/steps")
+        shutil.rmtree(running.paths.root / "steps")
     else:
-        os.unlink(running.paths.root + "/steps/.pids")
+        os.unlink(running.paths.root / "steps" / ".pids")
 
     result = wf.resume(running.run_id)
 

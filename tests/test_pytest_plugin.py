@@ -11,6 +11,7 @@ import copy
 import dataclasses
 import os
 import re
+import shlex
 import subprocess
 import sys
 import textwrap
@@ -81,7 +82,8 @@ def test_a_passing_user_test(pytester: pytest.Pytester) -> None:
             assert run.step_state("b") == "SUCCEEDED"
             assert run.transitions("a")[-1] == ("a", "RUNNING", "SUCCEEDED")
             assert wf_tasks.starts("a") == 1 and wf_tasks.starts("b") == 1
-            assert run.home == str(wf_home)
+            assert run.home == wf_home
+            assert run.paths.events == wf_home / "runs" / run.run_id / "events.jsonl"
             wf_replay_equivalent(run)
         """,
     )
@@ -159,9 +161,22 @@ def test_a_resume_divergence_shows_the_first_divergent_event(pytester: pytest.Py
         [
             "*EquivalenceError: crash at seq * (before_write): resumed run is FAILED, "
             "uncrashed run SUCCEEDED",
-            "*first divergent event: step 'deploy', transition *",
+            "*the engine died at record *: step 'deploy' RUNNING -> SUCCEEDED (exit), attempt 1;"
+            " its commit batch (record*): never written*",
+            "*step 'deploy' ran twice (the uncrashed run: once): the crash interrupted it and "
+            "resume ran it again, and then it ended FAILED instead of SUCCEEDED*",
+            "*first divergent event: step 'deploy', transition 3: expected ('RUNNING', "
+            "'SUCCEEDED', 'exit'), got ('RUNNING', 'FAILED', 'exit')",
             "*state diff:",
             "*deploy: expected {'state': 'SUCCEEDED',*} != actual {'state': 'FAILED',*}",
+            "*per step (uncrashed | crashed and resumed):",
+            "*step*attempts*executions",
+            "*deploy*1 | 2 (1 interrupted)*1 | 2",
+            "*stderr tails:",
+            "*runs kept:",
+            "*  uncrashed: */runs/run-*",
+            "*  crashed and resumed: */runs/run-*",
+            "*reproduce this point alone: python -m pytest *::test_deploy_survives_a_crash",
         ]
     )
 
@@ -218,12 +233,12 @@ def test_crash_matrix_runs_the_test_once_per_crash_point(pytester: pytest.Pytest
         "-v",
         "-rs",
         f"{path.name}::test_two_steps",
-        f"{path.name}::test_past_the_end[after_sync@8]",
+        f"{path.name}::test_past_the_end[after_sync-8]",
     )
     result.assert_outcomes(passed=6, skipped=1)
     result.stdout.fnmatch_lines(
-        [f"*::test_two_steps?after_sync@{seq}? PASSED*" for seq in range(1, 7)]
-        + ["*::test_past_the_end?after_sync@8? SKIPPED*", "*(8, 'after_sync') is past the end*"],
+        [f"*::test_two_steps?after_sync-{seq}? PASSED*" for seq in range(1, 7)]
+        + ["*::test_past_the_end?after_sync-8? SKIPPED*", "*(8, 'after_sync') is past the end*"],
         consecutive=False,
     )
 
@@ -232,30 +247,33 @@ def test_crash_options_change_the_matrix(pytester: pytest.Pytester) -> None:
     user_tests(
         pytester,
         """
-        @pytest.mark.wf_crash_matrix
+        @pytest.mark.wf_crash_matrix(workflow=TWO)
         def test_default(wf_resume_equivalent, wf_crash_point):
             pass
         """,
     )
-    run(pytester, "--collect-only", "-q").stdout.fnmatch_lines(["30 tests collected*"])
-    narrow = run(pytester, "--collect-only", "-q", "--wf-crash-depth", "4")
-    narrow.stdout.fnmatch_lines(["*::test_default?after_sync@4?", "4 tests collected*"])
+
+    def collect(*args: str) -> pytest.RunResult:
+        return pytester.runpytest_inprocess("-p", "no:cacheprovider", "--collect-only", "-q", *args)
+
+    # Every record of TWO's run (11) at every crash point (4).
+    collect().stdout.fnmatch_lines(["44 tests collected*"])
+    narrow = collect("--wf-crash-depth", "4")
+    narrow.stdout.fnmatch_lines(["*::test_default?power_loss-4?", "16 tests collected*"])
     points = "--wf-crash-points=before_write,after_sync"
-    wide = run(pytester, "--collect-only", "-q", "--wf-crash-depth=2", points)
+    wide = collect("--wf-crash-depth=2", points)
     wide.stdout.fnmatch_lines(
         [
-            "*::test_default?before_write@1?",
-            "*::test_default?before_write@2?",
-            "*::test_default?after_sync@1?",
-            "*::test_default?after_sync@2?",
+            "*::test_default?before_write-1?",
+            "*::test_default?before_write-2?",
+            "*::test_default?after_sync-1?",
+            "*::test_default?after_sync-2?",
             "4 tests collected*",
         ]
     )
 
 
-def test_power_loss_is_a_crash_point_of_the_matrix_not_a_default(
-    pytester: pytest.Pytester,
-) -> None:
+def test_every_crash_point_is_a_default_power_loss_included(pytester: pytest.Pytester) -> None:
     user_tests(
         pytester,
         """
@@ -270,10 +288,17 @@ def test_power_loss_is_a_crash_point_of_the_matrix_not_a_default(
     )
     collected = run(pytester, "--collect-only", "-q")
     collected.stdout.fnmatch_lines(
-        ["*::test_cut?power_loss@1?", "*::test_cut?power_loss@2?", "*::test_default?after_sync@1?"]
+        [
+            "*::test_cut?power_loss-1?",
+            "*::test_cut?power_loss-2?",
+            "*::test_default?before_write-1?",
+            "*::test_default?before_sync-1?",
+            "*::test_default?after_sync-1?",
+            "*::test_default?power_loss-1?",
+        ]
     )
     forced = run(pytester, "--collect-only", "-q", "--wf-crash-points=power_loss")
-    forced.stdout.fnmatch_lines(["*::test_default?power_loss@1?", "3 tests collected*"])
+    forced.stdout.fnmatch_lines(["*::test_default?power_loss-1?", "3 tests collected*"])
 
 
 def test_resume_equivalence_after_a_power_loss(wf: WfHarness) -> None:
@@ -297,7 +322,7 @@ def test_an_unknown_crash_point_is_refused(pytester: pytest.Pytester) -> None:
     from_marker.stdout.fnmatch_lines(["*unknown crash point(s) after_fsync*"])
 
     from_option = run(pytester, "--wf-crash-points", "after_sync,nowhere")
-    assert from_option.ret != 0
+    assert from_option.ret == pytest.ExitCode.USAGE_ERROR
     assert "--wf-crash-points: unknown crash point(s) nowhere" in from_option.stderr.str()
 
 
@@ -326,7 +351,16 @@ def test_wf_crash_point_needs_the_marker(pytester: pytest.Pytester) -> None:
 def test_the_plugin_registers_its_marker_options_and_fixtures(pytester: pytest.Pytester) -> None:
     run(pytester, "--markers").stdout.fnmatch_lines(["@pytest.mark.wf_crash_matrix(*"])
     run(pytester, "--help").stdout.fnmatch_lines(
-        ["wf workflow engine testing:", "*--wf-crash-depth=N*", "*--wf-crash-points=POINTS*"]
+        [
+            "wf workflow engine testing:",
+            "*--wf-crash-depth=N*",
+            "*--wf-crash-points=POINTS*",
+            "*--wf-crash-sample=N*",
+            "*--wf-crash-seed=SEED*",
+            "*--wf-crash-jobs=N*",
+            "*--wf-crash-reuse=*",
+            "*--wf-launch=*",
+        ]
     )
     fixtures = run(pytester, "--fixtures").stdout
     for name in ("wf_home", "wf", "wf_tasks", "wf_damage", "wf_crash_point"):
@@ -398,4 +432,48 @@ def test_the_docs_example_modules_pass(pytester: pytest.Pytester) -> None:
     assert len(modules) >= 4
     pytester.makepyfile(**modules)
     tests = sum(len(re.findall(r"^def test_", code, re.MULTILINE)) for code in modules.values())
-    run(pytester).assert_outcomes(passed=tests)
+    outcomes = run(pytester).parseoutcomes()
+    assert outcomes.get("passed", 0) >= tests and set(outcomes) == {"passed"}, outcomes
+
+
+#: A row of the options table: `--wf-x METAVAR` | `example` | default | effect.
+OPTION_ROW = re.compile(r"^\| `(--wf-[a-z-]+)(?: ([^`]+))?` \| `([^`]+)` \| ([^|]+) \|", re.M)
+
+
+def _documented_options() -> list[tuple[str, str, str, str]]:
+    """(option, metavar or choices, example, default) for each row of the docs' options table."""
+    rows = [(o, m or "", e, d.strip()) for o, m, e, d in OPTION_ROW.findall(DOCS.read_text())]
+    assert len(rows) >= 7
+    return rows
+
+
+def test_the_docs_and_pytest_help_agree_on_every_option(pytester: pytest.Pytester) -> None:
+    text = run(pytester, "--help").stdout.str()
+    section = text[text.index("wf workflow engine testing:") :].split("\n\n", 1)[0]
+    helps = dict(re.findall(r"^  (--wf-[a-z-]+)\S*\s+(.*?)(?=^  --|\Z)", section, re.M | re.S))
+    rows = _documented_options()
+    assert sorted(helps) == sorted(option for option, *_ in rows)
+    for option, metavar, _, default in rows:
+        assert f"{option}={metavar}" in section, option
+        words = " ".join(helps[option].split())
+        first = default.replace("`", "").split()[0]
+        assert re.search(rf"default:? {re.escape(first)}", words), (option, default, words)
+
+
+def test_every_documented_option_runs(pytester: pytest.Pytester) -> None:
+    user_tests(
+        pytester,
+        """
+        ONE = dag("one", [step("only", ["true"])])  # 7 records: 28 crash points
+
+        @pytest.mark.wf_crash_matrix(workflow=ONE)
+        def test_one(wf_resume_equivalent, wf_crash_point):
+            assert wf_resume_equivalent(wf_crash_point).resumed.state in ("SUCCEEDED", None)
+        """,
+    )
+    for option, _, example, _ in _documented_options():
+        # One crash point per run unless the example itself chooses how many.
+        args = ("-p", "no:cacheprovider", "-q", "--wf-crash-sample", "1", *shlex.split(example))
+        result = pytester.runpytest_inprocess(*args)
+        assert result.ret == 0, (example, result.stdout.str()[-2000:], result.stderr.str())
+        assert "wf crash matrix coverage" in result.stdout.str(), option
