@@ -2,8 +2,10 @@
 
 ``tests/golden/*.jsonl`` are real logs (a run with retries, a final failure, a skip and a
 timeout; a run crashed, resumed and cancelled), kept with the ``wf replay --json`` output they
-gave when they were written. The on-disk format is a contract: every line must re-encode to the
-very same bytes, and replay must print the very same document.
+gave. The on-disk format is a contract: every line must re-encode to the very same bytes, and
+replay must print the very same document. The document may gain keys (per-step ``duration_sec``,
+``stderr_tail``, ``error`` and ``retry_at`` were added after these logs were written); a key is
+never removed or changed, which the history of ``*.replay.json`` shows.
 """
 
 from __future__ import annotations

@@ -1,7 +1,11 @@
 """The ``wf`` command line: one module per command, attached to one group, plus the renderers.
 
 The only layer that imports ``click`` (checked by the import contract in ``pyproject.toml``); it
-may import every other layer. ``progress`` is the progress output, itself a plugin.
+may import every other layer. ``display`` chooses how a run is shown: ``progress`` (plain lines,
+itself a plugin) or ``liveview`` (the live view; ``rich`` is imported only for it and for
+``status --watch``), both ending with ``summary``. ``runids`` resolves what people type for a
+run id (prefixes, ``@last``, "did you mean"); ``render``, ``graph`` and ``graphhtml`` draw what
+the readers print.
 
 Start-up is part of every command's cost: the group imports a command's module only when that
 command runs (``COMMANDS``), and plugins are loaded only by commands that fire hooks, or before
@@ -42,17 +46,21 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "wf_engine.cli.cancel:cancel_command",
         "Cancel RUN_ID, live or not; waits until it is CANCELLED unless --no-wait.",
     ),
+    "completion": (
+        "wf_engine.cli.completion:completion_command",
+        "Print the shell completion script for SHELL (bash, zsh or fish).",
+    ),
     "graph": (
         "wf_engine.cli.graph:graph_command",
         "Print the dependency graph of a workflow file or of a run (with step states).",
     ),
     "list": (
         "wf_engine.cli.readers:list_command",
-        "Every run in the store, oldest first (exit 4 if one is unreadable: listed all the same).",
+        "Every run in the store, newest first (exit 4 if one is unreadable: listed all the same).",
     ),
     "logs": (
         "wf_engine.cli.readers:logs_command",
-        "Captured stdout (to stdout) and stderr (to stderr) of one attempt of STEP.",
+        "Captured output of RUN_ID's steps (of STEP only, if given).",
     ),
     "plugins": (
         "wf_engine.cli.plugins:plugins_command",
@@ -98,7 +106,7 @@ class LazyGroup(click.Group):
             return self.commands.get(cmd_name)
         module, _, attribute = self.lazy[cmd_name][0].partition(":")
         command: click.Command = getattr(importlib.import_module(module), attribute)
-        return command
+        return _with_home(command)
 
     def resolve_command(
         self, ctx: click.Context, args: list[str]
@@ -124,16 +132,54 @@ class LazyGroup(click.Group):
         click.Group(commands=listed).format_commands(ctx, formatter)
 
 
-@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--home",
-    metavar="DIR",
-    help="Run store folder (default: $WF_HOME, else ./.wf).",
+HOME_HELP = "Run store folder (default: $WF_HOME, else ./.wf); also after the command."
+
+
+def _home_after(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """``wf status RUN --home DIR``: the same as ``wf --home DIR status RUN``."""
+    if value is not None:
+        ctx.meta["wf.home"] = value
+        obj = ctx.find_object(CliContext)
+        if obj is not None:
+            obj.set_home(value)
+    return value
+
+
+def _with_home(command: click.Command) -> click.Command:
+    """``command`` taking ``--home`` too (once), processed before its other parameters."""
+    if not any(param.name == "home" for param in command.params):
+        command.params.append(
+            click.Option(
+                ["--home"],
+                metavar="DIR",
+                expose_value=False,
+                is_eager=True,
+                callback=_home_after,
+                help=HOME_HELP,
+            )
+        )
+    return command
+
+
+@click.group(
+    cls=LazyGroup,
+    lazy=COMMANDS,
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="""\b
+Start here:
+  wf run examples/image_pipeline/workflow.json
+  wf status @last          (@last: the newest run; any unique prefix of a run id works)
+  wf logs @last
+  wf completion bash       (shell completion: see wf completion --help)""",
 )
+@click.option("--home", metavar="DIR", help=HOME_HELP)
 @click.version_option(package_name="wf-engine")
 @click.pass_context
 def cli(ctx: click.Context, home: str | None) -> None:
-    """wf: run DAGs of shell steps durably; resume, cancel and replay them."""
+    """wf: run DAGs of shell steps durably; resume, cancel and replay them.
+
+    Every command has --help, with examples.
+    """
     ctx.obj = CliContext(home, ctx.obj)
 
 

@@ -7,6 +7,7 @@ import math
 import click
 
 from wf_engine.cli.context import CliContext, note
+from wf_engine.cli.runids import RUN_ID
 from wf_engine.core.model import MAX_SECONDS
 from wf_engine.core.states import RunStatus
 from wf_engine.errors import EXIT_OK, EXIT_RUN_FAILED
@@ -20,8 +21,15 @@ def _finite(ctx: click.Context, param: click.Parameter, value: float | None) -> 
     return value
 
 
-@click.command("cancel")
-@click.argument("run_id")
+@click.command(
+    "cancel",
+    epilog="""\b
+Examples:
+  wf cancel @last
+  wf cancel image_pipeline-2026 --grace 2   (a unique prefix of the run id)
+  wf cancel @last --force                   (the runner hangs: kill it, then cancel)""",
+)
+@click.argument("run_id", type=RUN_ID)
 @click.option(
     "--grace",
     type=click.FloatRange(min=0, max=MAX_SECONDS),

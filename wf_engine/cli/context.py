@@ -6,8 +6,9 @@ plugins (only commands that fire hooks load them; see ``wf_engine.plugins.discov
 
 from __future__ import annotations
 
-import sys
+import contextlib
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from functools import cached_property
 from typing import TYPE_CHECKING
 
@@ -17,7 +18,9 @@ from wf_engine.core.states import RunStatus
 from wf_engine.errors import EXIT_CANCELLED, EXIT_OK, EXIT_RUN_FAILED
 
 if TYPE_CHECKING:
+    from wf_engine.cli.display import Display
     from wf_engine.plugins.manager import Plugins
+    from wf_engine.runtime.runner import Runner
     from wf_engine.runtime.store import RunStore
 
 EXIT_CODES = {
@@ -46,6 +49,13 @@ class CliContext:
     def __init__(self, home: str | None, plugins: PluginSlot | None) -> None:
         self.home = home
         self.slot = plugins if plugins is not None else PluginSlot()
+        #: The progress output ``plugins_for_run`` registered (None: not asked for yet).
+        self.display: Display | None = None
+
+    def set_home(self, home: str) -> None:
+        """``--home`` given after the subcommand: the run store is that one."""
+        self.home = home
+        self.__dict__.pop("store", None)
 
     @cached_property
     def store(self) -> RunStore:
@@ -58,14 +68,24 @@ class CliContext:
         return self.slot.get()
 
     def plugins_for_run(self, modules: Sequence[str], progress: bool) -> Plugins:
-        """The loaded plugins plus ``-p`` modules and, unless quiet, the progress reporter."""
+        """The loaded plugins plus ``-p`` modules and, with ``progress``, the progress output
+        the command's options (``display_options``) and its stdout ask for."""
+        from wf_engine.cli.display import Display
+
         plugins = self.plugins
         plugins.add_modules(modules)
-        if progress:
-            from wf_engine.cli.progress import ProgressReporter
-
-            plugins.register(ProgressReporter(sys.stdout, sys.stdout.isatty()), "wf.progress")
+        self.display = Display.for_command(self, enabled=progress)
+        reporter = self.display.reporter()
+        if reporter is not None:
+            plugins.register(reporter, "wf.progress")
         return plugins
+
+    def watching(self, runner: Runner) -> AbstractContextManager[None]:
+        """Around ``runner.execute()``: the progress output follows the runner from its state,
+        and says how to continue a run that stops unfinished (``Display.watching``)."""
+        if self.display is None:
+            return contextlib.nullcontext()
+        return self.display.watching(runner)
 
 
 def note(message: str) -> None:

@@ -7,8 +7,21 @@ import click
 from wf_engine.cli.context import CliContext
 
 
-@click.command("plugins")
-@click.option("-p", "--plugin", "plugin_modules", multiple=True, metavar="MODULE")
+@click.command(
+    "plugins",
+    epilog="""\b
+Examples:
+  wf plugins
+  WF_PLUGINS=my_plugin wf plugins -p another_plugin""",
+)
+@click.option(
+    "-p",
+    "--plugin",
+    "plugin_modules",
+    multiple=True,
+    metavar="MODULE",
+    help="Also load the plugin module MODULE (repeatable).",
+)
 @click.pass_obj
 def plugins_command(obj: CliContext, plugin_modules: tuple[str, ...]) -> None:
     """List loaded plugins (entry points, $WF_PLUGINS, -p, internal) and their hooks."""

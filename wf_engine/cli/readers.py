@@ -1,42 +1,144 @@
-"""Read-only commands: ``status``, ``replay``, ``list``, ``logs``. They only ever read the log."""
+"""Read-only commands: ``status``, ``replay``, ``list``, ``logs``: they only read the run store."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
+import time
 from typing import Any
 
 import click
 
-from wf_engine.cli.context import CliContext, note
-from wf_engine.cli.render import error_text, status_table, timeline_line
+from wf_engine.cli.context import EXIT_CODES, CliContext, note
+from wf_engine.cli.display import colour_allowed
+from wf_engine.cli.render import (
+    error_text,
+    list_text,
+    state_styler,
+    status_table,
+    status_text,
+    timeline_line,
+)
+from wf_engine.cli.runids import RUN_ID, STEP, created_us, unknown_step
+from wf_engine.core.clock import now_us
 from wf_engine.errors import EXIT_CORRUPT, UsageError, WfError
 from wf_engine.log.storefiles import open_regular
-from wf_engine.runtime.runview import Entry, read_run, run_summary, step_summary
+from wf_engine.runtime.runview import Entry, RunView, read_run, run_summary, step_summary
+from wf_engine.runtime.store import RunPaths
+
+#: ``wf status --watch``: seconds between two looks at the log (at least).
+WATCH_INTERVAL_SEC = 1.0
 
 
-@click.command("status")
-@click.argument("run_id")
+@click.command(
+    "status",
+    epilog="""\b
+Examples:
+  wf status @last
+  wf status image_pipeline-2026 --json   (a unique prefix of the run id)
+  wf status --watch @last""",
+)
+@click.argument("run_id", type=RUN_ID)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+@click.option(
+    "--watch",
+    is_flag=True,
+    help="Follow a live run, redrawn as it changes, until it ends (exit code of the run).",
+)
 @click.pass_obj
-def status_command(obj: CliContext, run_id: str, as_json: bool) -> None:
+def status_command(obj: CliContext, run_id: str, as_json: bool, watch: bool) -> None:
     """State of RUN_ID and of each step, from its log alone."""
-    view = read_run(obj.store.existing(run_id))
+    paths = obj.store.existing(run_id)
+    if watch and not as_json:
+        raise SystemExit(_watch(paths))
+    view = read_run(paths)
     if view.torn is not None:
         note(f"{view.torn.describe()} ('wf resume' cuts it off)")
-    summary = run_summary(view)
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        click.echo(json.dumps(run_summary(view), indent=2))
+        if watch:
+            raise SystemExit(_watch_json(paths, view))
         return
-    runner = "alive" if view.runner_alive else "not running"
-    click.echo(f"run {summary['run_id']}  {summary['state']}  (workflow {summary['workflow_id']})")
-    click.echo(f"created {summary['created']}  runner {runner}")
-    click.echo(status_table(summary["steps"]))
+    click.echo(_status_page(view, colour_allowed(sys.stdout)))
 
 
-@click.command("replay")
-@click.argument("run_id")
+def _status_page(view: RunView, colour: bool, max_lines: int | None = None) -> str:
+    now = now_us() if view.runner_alive and view.state.finished is None else None
+    return status_text(run_summary(view, now), now, state_styler(colour), max_lines)
+
+
+def _watch(paths: RunPaths) -> int:
+    """Redraw the status page while the run goes (in place on a colour terminal, else a new
+    page each time something changed); the run's exit code once it has ended."""
+    colour = colour_allowed(sys.stdout)
+    live = None
+    if colour:
+        try:
+            from rich.console import Console
+            from rich.live import Live
+            from rich.text import Text
+        except ImportError:
+            colour = False
+        else:
+            console = Console(file=sys.stdout, force_terminal=True, highlight=False)
+            live = Live(console=console, auto_refresh=False, transient=True)
+            live.start()
+    seen: tuple[int, int] | None = None
+    try:
+        while True:
+            started = time.monotonic()
+            size = _size(paths.events)
+            view = read_run(paths)
+            if live is not None:
+                page = _status_page(view, True, live.console.height - 1)
+                live.update(Text.from_ansi(page), refresh=True)
+            elif (size, view.state.last_seq) != seen:
+                if seen is not None:
+                    click.echo("")
+                click.echo(_status_page(view, False))
+            seen = (size, view.state.last_seq)
+            if view.state.finished is not None or not view.runner_alive:
+                if live is not None:  # the whole last page stays, as ``wf status`` prints it
+                    live.stop()
+                    live = None
+                    click.echo(_status_page(view, True))
+                return EXIT_CODES[view.state.status] if view.state.finished is not None else 0
+            # Reading a big log takes time: never spend more than a third of it reading.
+            time.sleep(max(WATCH_INTERVAL_SEC, 3 * (time.monotonic() - started)))
+    finally:
+        if live is not None:
+            live.stop()
+
+
+def _watch_json(paths: RunPaths, view: RunView) -> int:
+    """``--watch --json``: one JSON object per change, until the run ends."""
+    seen = view.state.last_seq
+    while view.state.finished is None and view.runner_alive:
+        time.sleep(WATCH_INTERVAL_SEC)
+        view = read_run(paths)
+        if view.state.last_seq != seen:
+            seen = view.state.last_seq
+            click.echo(json.dumps(run_summary(view), indent=2))
+    return EXIT_CODES[view.state.status] if view.state.finished is not None else 0
+
+
+def _size(path: str) -> int:
+    try:
+        return os.stat(path).st_size
+    except OSError:
+        return -1
+
+
+@click.command(
+    "replay",
+    epilog="""\b
+Examples:
+  wf replay @last --verify
+  wf replay RUN_ID --until 12 --json""",
+)
+@click.argument("run_id", type=RUN_ID)
 @click.option("--verify", is_flag=True, help="Check every transition and decision (exit 4 if not).")
 @click.option("--until", type=click.IntRange(min=1), metavar="SEQ", help="Stop after record SEQ.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -77,19 +179,52 @@ def replay_command(
         )
 
 
-@click.command("list")
+LIST_STATES = ("RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "INTERRUPTED", "UNREADABLE")
+
+
+@click.command(
+    "list",
+    epilog="""\b
+Examples:
+  wf list --limit 5
+  wf list --state failed
+  wf list --state interrupted   (RUNNING runs whose runner died: wf resume them)""",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON array.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), metavar="N", help="Only the N newest runs (that match)."
+)
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=click.Choice(LIST_STATES, case_sensitive=False),
+    help="Only runs in this state (repeatable).",
+)
 @click.pass_obj
-def list_command(obj: CliContext, as_json: bool) -> None:
-    """Every run in the store, oldest first (exit 4 if one is unreadable: listed all the same)."""
-    rows = [_list_row(obj, run_id) for run_id in obj.store.run_ids()]
+def list_command(
+    obj: CliContext, as_json: bool, limit: int | None, states: tuple[str, ...]
+) -> None:
+    """Every run in the store, newest first (exit 4 if one is unreadable: listed all the same)."""
+    wanted = {state.upper() for state in states}
+    store = obj.store
+    ids = store.run_ids()
+    created = {run_id: created_us(store, run_id) for run_id in ids}
+    rows = []
+    for run_id in sorted(ids, key=lambda run_id: (-created[run_id], run_id)):
+        row = _list_row(obj, run_id)
+        shown = "INTERRUPTED" if row.get("interrupted") else row["state"]
+        if wanted and not ({row["state"], shown} & wanted):
+            continue
+        rows.append(row)
+        if limit is not None and len(rows) == limit:
+            break
     if as_json:
         click.echo(json.dumps(rows, indent=2))
+    elif rows:
+        click.echo(list_text(rows, state_styler(colour_allowed(sys.stdout))))
     else:
-        for row in rows:
-            alive = "  (runner alive)" if row.get("runner_alive") else ""
-            detail = row.get("error") or row.get("created") or ""
-            click.echo(f"{row['run_id']}  {row['state']}  {detail}{alive}")
+        note(f"no runs in {store.home}" + (" in that state" if wanted else ""))
     if any(row["state"] == UNREADABLE for row in rows):
         raise SystemExit(EXIT_CORRUPT)
 
@@ -101,31 +236,83 @@ _LIST_KEYS = ("run_id", "workflow_id", "state", "runner_alive", "created", "fini
 def _list_row(obj: CliContext, run_id: str) -> dict[str, Any]:
     """One run's row; a run that cannot be read is a row too, so one bad run hides no other."""
     try:
-        summary = run_summary(read_run(obj.store.paths(run_id)))
+        view = read_run(obj.store.paths(run_id))
+        summary = run_summary(view)
     except (WfError, OSError) as error:
         return {"run_id": run_id, "state": UNREADABLE, "error": error_text(error)}
-    return {key: summary[key] for key in _LIST_KEYS}
+    row = {key: summary[key] for key in _LIST_KEYS}
+    row["run_id"] = run_id  # the folder's name: what the other commands take
+    row["interrupted"] = summary["interrupted"]
+    row["rerun_of"] = summary["rerun_of"]
+    row["steps_total"] = len(summary["steps"])
+    row["steps_succeeded"] = summary["counts"]["SUCCEEDED"]
+    row["duration_sec"] = summary["duration_sec"]
+    return row
 
 
-@click.command("logs")
-@click.argument("run_id")
-@click.argument("step")
-@click.option("--attempt", type=click.IntRange(min=1), help="Attempt number (default: the latest).")
+@click.command(
+    "logs",
+    epilog="""\b
+Examples:
+  wf logs @last                  every step, each line prefixed by its step
+  wf logs @last build            one step: its stdout, and its stderr on stderr
+  wf logs @last build --attempt 1 --stderr
+  wf logs @last --follow         as a live run writes it""",
+)
+@click.argument("run_id", type=RUN_ID)
+@click.argument("step", required=False, type=STEP)
+@click.option(
+    "--attempt", type=click.IntRange(min=1), help="Attempt number (default: each step's latest)."
+)
+@click.option("-f", "--follow", is_flag=True, help="Print on as a live run writes.")
+@click.option("--stderr", "stderr_only", is_flag=True, help="Only stderr (printed on stdout).")
 @click.pass_obj
-def logs_command(obj: CliContext, run_id: str, step: str, attempt: int | None) -> None:
-    """Captured stdout (to stdout) and stderr (to stderr) of one attempt of STEP."""
+def logs_command(
+    obj: CliContext,
+    run_id: str,
+    step: str | None,
+    attempt: int | None,
+    follow: bool,
+    stderr_only: bool,
+) -> None:
+    """Captured output of RUN_ID's steps (of STEP only, if given)."""
     paths = obj.store.existing(run_id)
     state = read_run(paths).state
-    if not state.workflow.has_step(step):
-        raise UsageError(f"run {run_id!r} has no step {step!r}")
-    latest = state.steps[state.workflow.index_of(step)].attempt
-    chosen = attempt or latest
-    if chosen < 1 or chosen > latest:
-        raise UsageError(f"step {step!r} has {latest} attempt(s); no attempt {chosen}")
+    names = [s.id for s in state.workflow.steps]
+    if step is not None and not state.workflow.has_step(step):
+        raise unknown_step(run_id, step, names)
+    latest = {name: state.steps[index].attempt for index, name in enumerate(names)}
+    if step is not None and attempt is not None and attempt > latest[step]:
+        raise UsageError(f"step {step!r} has {latest[step]} attempt(s); no attempt {attempt}")
+    if follow:
+        from wf_engine.cli.follow import follow_logs
+
+        raise SystemExit(follow_logs(paths, names, step, attempt, stderr_only))
+    if step is not None:
+        chosen = attempt or latest[step]
+        if chosen < 1:
+            raise UsageError(f"step {step!r} has not run yet")
+        _one_step(paths, step, chosen, stderr_only)
+        return
+    width = max(len(name) for name in names)
+    for name in names:
+        chosen = attempt or latest[name]
+        if 1 <= chosen <= latest[name]:
+            _prefixed(paths, name, chosen, stderr_only, width)
+
+
+def _streams(stderr_only: bool) -> tuple[tuple[str, Any], ...]:
+    if stderr_only:
+        return (("err", sys.stdout),)
+    return (("out", sys.stdout), ("err", sys.stderr))
+
+
+def _one_step(paths: RunPaths, step: str, attempt: int, stderr_only: bool) -> None:
+    """One attempt's output as it was written (stdout to stdout, stderr to stderr)."""
     found = False
-    for suffix, stream in (("out", sys.stdout), ("err", sys.stderr)):
+    for suffix, stream in _streams(stderr_only):
         try:
-            source = open_regular(paths.attempt_file(step, chosen, suffix))
+            source = open_regular(paths.attempt_file(step, attempt, suffix))
         except FileNotFoundError:
             continue  # output is advisory: a missing file is no error, a FIFO is (never waited on)
         found = True
@@ -134,4 +321,20 @@ def logs_command(obj: CliContext, run_id: str, step: str, attempt: int | None) -
             shutil.copyfileobj(source, stream.buffer)
             stream.flush()
     if not found:
-        note(f"no captured output kept for step {step!r} attempt {chosen}")
+        note(f"no captured output kept for step {step!r} attempt {attempt}")
+
+
+def _prefixed(paths: RunPaths, step: str, attempt: int, stderr_only: bool, width: int) -> None:
+    """One attempt's output, each line prefixed by its step (stdout and stderr each to its own)."""
+    prefix = f"{step:<{width}} | ".encode()
+    for suffix, stream in _streams(stderr_only):
+        try:
+            source = open_regular(paths.attempt_file(step, attempt, suffix))
+        except FileNotFoundError:
+            continue
+        with source:
+            stream.flush()
+            out = stream.buffer
+            for line in source:
+                out.write(prefix + line if line.endswith(b"\n") else prefix + line + b"\n")
+            stream.flush()

@@ -5,7 +5,9 @@ from __future__ import annotations
 import click
 
 from wf_engine.cli.context import EXIT_CODES, CliContext, note
+from wf_engine.cli.display import display_options
 from wf_engine.cli.render import error_text
+from wf_engine.cli.runids import RUN_ID
 from wf_engine.errors import EXIT_CANCELLED, EXIT_CORRUPT, EXIT_OK, EXIT_RUN_FAILED, WfError
 from wf_engine.plugins.manager import Plugins
 from wf_engine.runtime.ownership import is_owned
@@ -16,10 +18,25 @@ from wf_engine.runtime.takeover import resume_run
 _SEVERITY = [EXIT_OK, EXIT_CANCELLED, EXIT_RUN_FAILED]
 
 
-@click.command("resume")
-@click.argument("run_id", required=False)
+@click.command(
+    "resume",
+    epilog="""\b
+Examples:
+  wf resume @last
+  wf resume image_pipeline-2026   (a unique prefix of the run id)
+  wf resume --all""",
+)
+@click.argument("run_id", required=False, type=RUN_ID)
 @click.option("--all", "resume_all", is_flag=True, help="Every unfinished run with no live runner.")
-@click.option("-p", "--plugin", "plugin_modules", multiple=True, metavar="MODULE")
+@click.option(
+    "-p",
+    "--plugin",
+    "plugin_modules",
+    multiple=True,
+    metavar="MODULE",
+    help="Load the plugin module MODULE for this run (repeatable).",
+)
+@display_options
 @click.pass_obj
 def resume_command(
     obj: CliContext, run_id: str | None, resume_all: bool, plugin_modules: tuple[str, ...]
@@ -65,4 +82,5 @@ def _resume_one(obj: CliContext, run_id: str, plugins: Plugins, signals: StopSig
     if runner is None:
         note(f"run {run_id} already finished")
         return EXIT_CODES[read_run(obj.store.existing(run_id)).state.status]
-    return EXIT_CODES[runner.execute()]
+    with obj.watching(runner):
+        return EXIT_CODES[runner.execute()]

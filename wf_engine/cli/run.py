@@ -10,6 +10,7 @@ import sys
 import click
 
 from wf_engine.cli.context import EXIT_CODES, CliContext, note
+from wf_engine.cli.display import display_options
 from wf_engine.core.model import MAX_PARALLEL
 from wf_engine.errors import EXIT_CANCELLED, EXIT_OK
 from wf_engine.log import durable
@@ -23,14 +24,29 @@ from wf_engine.runtime.takeover import RunRequest, create_run, resume_run
 from wf_engine.runtime.workflow_file import load_workflow
 
 
-@click.command("run")
-@click.argument("workflow_file", metavar="WORKFLOW")
+@click.command(
+    "run",
+    epilog="""\b
+Examples:
+  wf run examples/image_pipeline/workflow.json
+  wf run flow.json --max-parallel 2 --plain > run.log
+  wf run flow.json --detach && wf status --watch @last""",
+)
+@click.argument("workflow_file", metavar="WORKFLOW", type=click.Path())
 @click.option("--run-id", help="Id for the run; an existing unfinished run is resumed.")
 @click.option("--max-parallel", type=click.IntRange(1, MAX_PARALLEL), help="Steps running at once.")
 @click.option("--fail-fast", is_flag=True, help="Cancel the rest when a step fails for good.")
 @click.option("--detach", is_flag=True, help="Run in the background; print the run id.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
-@click.option("-p", "--plugin", "plugin_modules", multiple=True, metavar="MODULE")
+@click.option(
+    "-p",
+    "--plugin",
+    "plugin_modules",
+    multiple=True,
+    metavar="MODULE",
+    help="Load the plugin module MODULE for this run (repeatable).",
+)
+@display_options
 @click.pass_obj
 def run_command(
     obj: CliContext,
@@ -67,7 +83,8 @@ def run_command(
     if runner is not None and detach:
         raise SystemExit(_detach(obj, runner, plugins, signals))
     if runner is not None:
-        runner.execute()
+        with obj.watching(runner):
+            runner.execute()
         state = runner.state
     else:
         note(f"run {run_id} already finished")
@@ -101,4 +118,5 @@ def _detach(obj: CliContext, runner: Runner, plugins: Plugins, signals: StopSign
     if signals.requested:
         return EXIT_CODES[cancel_run(obj.store, runner.run_id, plugins, note)]
     click.echo(runner.run_id)
+    note(f"running in the background; follow it with: wf status --watch {runner.run_id}")
     return EXIT_OK

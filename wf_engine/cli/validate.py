@@ -7,8 +7,13 @@ import click
 from wf_engine.runtime.workflow_file import load_workflow
 
 
-@click.command("validate")
-@click.argument("workflow_file", metavar="WORKFLOW")
+@click.command(
+    "validate",
+    epilog="""\b
+Example:
+  wf validate examples/image_pipeline/workflow.json""",
+)
+@click.argument("workflow_file", metavar="WORKFLOW", type=click.Path())
 def validate_command(workflow_file: str) -> None:
     """Report every problem in WORKFLOW at once (exit 2), or say it is valid (exit 0)."""
     workflow = load_workflow(workflow_file)
