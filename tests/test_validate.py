@@ -267,6 +267,13 @@ def test_bad_dependency_entries_do_not_hide_the_others() -> None:
     ]
 
 
+def test_a_mistyped_dependency_names_the_closest_step() -> None:
+    data = doc(step(id="build_docs"), step(id="publish", depends_on=["biuld_docs"]))
+    assert problems_of(data) == [
+        "steps[1].depends_on[0]: unknown step 'biuld_docs' (did you mean 'build_docs'?)"
+    ]
+
+
 def test_long_values_are_truncated_in_messages() -> None:
     [message] = problems_of(doc(step(retries="9" * 100)))
     assert message == 'steps[0].retries: expected an integer >= 0, got "' + "9" * 36 + "..."

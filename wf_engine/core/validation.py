@@ -488,10 +488,14 @@ def _missing(
 def _unknown_field(path: str, key: object, allowed: Iterable[str]) -> Problem:
     message = f"unknown field {_quote(key)}"
     if isinstance(key, str):
-        close = difflib.get_close_matches(key, list(allowed), n=1)
-        if close:
-            message += f" (did you mean '{close[0]}'?)"
+        message += _closest(key, allowed)
     return Problem(_key_path(path, key), message)
+
+
+def _closest(word: str, names: Iterable[str]) -> str:
+    """`` (did you mean 'x'?)`` naming the closest of ``names``, or "" when none is close."""
+    close = difflib.get_close_matches(word, list(names), n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -555,7 +559,7 @@ def _dependency_refs(
             message = f"step {_quote(dep)} depends on itself (cycle: {dep} -> {dep})"
             problems.append(Problem(path, message))
         elif dep not in known:
-            problems.append(Problem(path, f"unknown step {_quote(dep)}"))
+            problems.append(Problem(path, f"unknown step {_quote(dep)}{_closest(dep, known)}"))
         else:
             refs.append((path, dep))
         first_at.setdefault(dep, path)
