@@ -132,7 +132,7 @@ class Schema:
 
 
 def _compile_holds(schema: Schema) -> Callable[[Record], bool]:
-    """``schema.holds``: the table turned into straight-line code, once, at import.
+    """``schema.holds``: the table turned into straight-line code (once per schema).
 
     One ``get`` and one exact-type test per member, and a call only for a constrained kind:
     no loop, no unpacking, nothing looked up per member but the member itself. The code is
@@ -177,12 +177,13 @@ def _compile_holds(schema: Schema) -> Callable[[Record], bool]:
             lines.append(f"    if value is _MISSING or {test}:")
         lines.append("        return False")
     lines.append("    return True")
-    exec("\n".join(lines), names)
+    exec(compile("\n".join(lines), "<Schema.holds, compiled>", "exec"), names)
     holds: Callable[[Record], bool] = names["holds"]
     return holds
 
 
 def _never(members: Record) -> bool:
+    """``holds`` of a schema with nested objects: they are left to ``check_members``."""
     return False
 
 
