@@ -25,7 +25,7 @@ import os
 import zlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from wf_engine.core.records import Record as Record  # what a reader gets: re-exported
 from wf_engine.errors import CorruptLog, LogWriteError
@@ -49,13 +49,17 @@ def _not_json(name: str) -> Any:
 _STRICT_JSON = json.JSONDecoder(parse_constant=_not_json)
 
 
+#: One encoder for every record: ``json.dumps`` with these options builds a new one per call.
+_ENCODE_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode
+
+
 def encode_record(record: Record) -> bytes:
     """Serialise ``record`` (no ``crc`` yet) as one checksummed line; sets ``record["crc"]``.
 
     Strict JSON only: a NaN or an infinity raises ``ValueError`` before anything is written.
     """
     try:
-        text = json.dumps(record, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = _ENCODE_JSON(record)
     except ValueError as exc:
         raise ValueError(
             f"{record.get('type')} record holds a NaN or an infinity, which JSON cannot carry"
@@ -282,12 +286,45 @@ def _new_backup(base: str) -> tuple[str, int]:
     raise FileExistsError(base)
 
 
+class LogSink(Protocol):
+    """Where a writer's bytes go: one ``write`` and one ``sync`` per commit batch.
+
+    The writer owns the envelope, the encoding and the failure rules; a sink only stores bytes.
+    ``FileSink`` is the engine's; the simulation tier (``pytest_wf.simulation``) keeps a log in
+    memory behind this seam, so a simulated log has the very bytes a real one would.
+    """
+
+    def write(self, data: bytes) -> None: ...
+
+    def sync(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class FileSink:
+    """A log file's descriptor, written and fsynced through ``durable`` (fault injection's seam)."""
+
+    __slots__ = ("fd",)
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def write(self, data: bytes) -> None:
+        durable.write_all(self.fd, data)
+
+    def sync(self) -> None:
+        durable.sync(self.fd)
+
+    def close(self) -> None:
+        os.close(self.fd)
+
+
 class EventLog:
     """The writer: appends commit batches with one write and one fsync each (write-ahead)."""
 
-    def __init__(self, path: str, fd: int, next_seq: int) -> None:
+    def __init__(self, path: str, sink: LogSink, next_seq: int) -> None:
         self.path = path
-        self._fd = fd
+        self._sink = sink
         self.next_seq = next_seq
         self.before_write: BatchObserver | None = None
         self.before_sync: BatchObserver | None = None
@@ -298,13 +335,31 @@ class EventLog:
         """A new, empty log; fails if one exists. The folder entry is made durable."""
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_APPEND, durable.file_mode())
         durable.sync_dir(os.path.dirname(path) or ".")
-        return cls(path, fd, 1)
+        return cls(path, FileSink(fd), 1)
 
     @classmethod
     def open(cls, path: str, last_seq: int) -> EventLog:
         """Append to an existing log whose committed records end at ``last_seq``."""
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC)
-        return cls(path, fd, last_seq + 1)
+        try:
+            return cls.continuing(path, FileSink(fd), last_seq)
+        except BaseException:
+            os.close(fd)
+            raise
+
+    @classmethod
+    def continuing(cls, path: str, sink: LogSink, last_seq: int) -> EventLog:
+        """A writer after ``last_seq`` of the log in ``sink``, once the bytes there are durable.
+
+        A dead writer may have written its last batch without fsyncing it (killed in between):
+        readers rightly take a whole batch as committed, yet a power cut can still lose pages of
+        it. Were new batches appended before an fsync covered it, such a cut could leave damage
+        *before* the last batch, which every reader must refuse as corruption (exit 4). So the
+        log is fsynced once here, before anything follows it. (Found by the simulation tier:
+        a SIGKILL between a write and its fsync, a resume, a power cut before its first fsync.)
+        """
+        sink.sync()
+        return cls(path, sink, last_seq + 1)
 
     def append(self, events: Sequence[tuple[str, dict[str, Any]]], ts: str) -> list[Record]:
         """Write ``(type, payload)`` events as one batch and fsync it; returns the records.
@@ -340,10 +395,10 @@ class EventLog:
         if self.before_write is not None:
             self.before_write(records)
         try:
-            durable.write_all(self._fd, b"".join(lines))
+            self._sink.write(b"".join(lines))
             if self.before_sync is not None:
                 self.before_sync(records)
-            durable.sync(self._fd)
+            self._sink.sync()
         except OSError as exc:
             # Never retried: after a failed fsync the kernel may have dropped the dirty pages.
             self._failed = exc
@@ -356,4 +411,4 @@ class EventLog:
         return records
 
     def close(self) -> None:
-        os.close(self._fd)
+        self._sink.close()

@@ -19,6 +19,9 @@ Attempts are started, signalled and heard from only through an executor
 state: it puts small messages on ``self._inbox`` and the loop blocks on that queue with a
 timeout equal to the next timer (a retry falling due, a timeout, a SIGKILL escalation). There is
 no polling sleep.
+
+The clocks and that queue come from a ``Timebase`` (``wf_engine.runtime.timebase``): real time
+by default; the simulation tier passes a virtual one, and the loop does not know the difference.
 """
 
 from __future__ import annotations
@@ -31,7 +34,6 @@ import os
 import queue
 import signal
 import sys
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -67,6 +69,7 @@ from wf_engine.runtime.localexec import LocalExecutor
 from wf_engine.runtime.ownership import RunLock
 from wf_engine.runtime.stopsignals import StopSignals
 from wf_engine.runtime.store import RunPaths
+from wf_engine.runtime.timebase import REAL_TIME, Inbox, Timebase
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +141,7 @@ class Runner:
         lock: RunLock,
         signals: StopSignals | None = None,
         executor: ExecutorFactory = LocalExecutor,
+        timebase: Timebase = REAL_TIME,
     ) -> None:
         self.paths = paths
         self._commit = commit
@@ -147,7 +151,11 @@ class Runner:
         #: Installed by the command before the run was created or taken over, so a signal at
         #: any instant of start-up reaches this runner as a stop request.
         self._signals = signals
-        self._inbox: queue.SimpleQueue[_Message] = queue.SimpleQueue()
+        #: Wall time (records, decisions), monotonic time (timers) and the queue the loop waits
+        #: on: the real ones unless a simulation drives this runner.
+        self._now_us = timebase.now_us
+        self._monotonic = timebase.monotonic
+        self._inbox: Inbox[_Message] = timebase.inbox()
         #: Step index -> attempt number of every attempt started and not yet reported over.
         self._attempts: dict[int, int] = {}
         self.executor = executor(paths, self._on_report)
@@ -180,7 +188,7 @@ class Runner:
             if read_cancel_request(self.paths) is not None:
                 self._inbox.put(_StopRequest(force=False))
             while True:
-                now = clock.now_us()
+                now = self._now_us()
                 self._fire_timers()
                 self._observe(now)
                 self._decide(now)
@@ -231,7 +239,7 @@ class Runner:
     ) -> None:
         if isinstance(news, Started):
             if not self._pending:
-                self._flush_by = time.monotonic() + SPAWNED_COMMIT_DELAY_SEC
+                self._flush_by = self._monotonic() + SPAWNED_COMMIT_DELAY_SEC
             step_id = self.state.step_id(index)
             self._pending.append(Spawned(step_id, attempt, news.pid, news.pgid, news.start_id))
             return
@@ -280,9 +288,9 @@ class Runner:
         passed: they wait for company (usually the attempt's own end).
         """
         while not any(not isinstance(item, Spawned) for item in self._pending):
-            timeout = self._next_timer_in(clock.now_us())
+            timeout = self._next_timer_in(self._now_us())
             if self._pending:
-                flush_in = self._flush_by - time.monotonic()
+                flush_in = self._flush_by - self._monotonic()
                 if flush_in <= 0:
                     return
                 timeout = flush_in if timeout is None else min(timeout, flush_in)
@@ -299,7 +307,7 @@ class Runner:
     def _next_timer_in(self, now: int) -> float | None:
         delays = []
         if self._timers:
-            delays.append(self._timers[0][0] - time.monotonic())
+            delays.append(self._timers[0][0] - self._monotonic())
         retry_at = None if self.state.stopping else next_retry_at(self.state)
         if retry_at is not None:
             delays.append((retry_at - now) / clock.US_PER_SEC)
@@ -341,6 +349,7 @@ class Runner:
             kill_grace_sec=step.kill_grace_sec,
             mark=mark,
             shell_fallback=None if direct is None else argv,
+            resources=dict(step.resources),
         )
         self.executor.start((index, attempt), spec)
         self._attempts[index] = attempt
@@ -352,11 +361,11 @@ class Runner:
         self._inbox.put(_Reported(key[0], key[1], news))
 
     def _schedule(self, kind: str, index: int, attempt: int, delay_sec: float) -> None:
-        deadline = time.monotonic() + delay_sec
+        deadline = self._monotonic() + delay_sec
         heapq.heappush(self._timers, (deadline, next(self._tiebreak), kind, index, attempt))
 
     def _fire_timers(self) -> None:
-        now = time.monotonic()
+        now = self._monotonic()
         while self._timers and self._timers[0][0] <= now:
             _, _, kind, index, attempt = heapq.heappop(self._timers)
             if self._attempts.get(index) != attempt:
