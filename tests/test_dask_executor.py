@@ -1,9 +1,9 @@
 """The Dask executor on a real ``LocalCluster`` of worker processes (docs/dask.md).
 
 One cluster serves the module: two worker processes (each offering one ``GPU``), started in a
-process of their own, as a user's cluster would be. Runners are real processes too, built
-through the runtime API (``create_run``/``resume_run`` with the Dask executor), so a SIGKILL of
-the runner is a real one; a lost worker is a worker process really SIGKILLed. Steps are real
+process of their own, as a user's cluster would be. Runners are real ``wf run --executor dask``
+and ``wf resume`` processes (resume finds the scheduler in the log), so a SIGKILL of the runner
+is a real one; a lost worker is a worker process really SIGKILLed. Steps are real
 subprocesses on the workers; every log is checked with ``wf replay --verify``.
 
 Skipped, saying why, when ``distributed`` (the ``dask`` extra) is not installed; CI installs it.
@@ -64,33 +64,6 @@ sys.stdin.read()
 cluster.close(timeout=30)
 """
 
-#: A runner using the Dask executor: ``HOME SCHEDULER|- run WORKFLOW RUN_ID`` or
-#: ``HOME SCHEDULER|- resume - RUN_ID``; ``-`` starts a one-worker LocalCluster of its own.
-_RUNNER = """
-import functools, os, sys
-from wf_engine.plugins.manager import Plugins
-from wf_engine.runtime.daskexec import DaskExecutor
-from wf_engine.runtime.store import RunStore
-from wf_engine.runtime.takeover import RunRequest, create_run, resume_run
-from wf_engine.runtime.workflow_file import load_workflow
-
-home, scheduler, command, target, run_id = sys.argv[1:]
-own = scheduler == "-"
-factory = functools.partial(
-    DaskExecutor, scheduler=None if own else scheduler, workers=1 if own else None
-)
-store, plugins = RunStore(home), Plugins.load(entry_points=False)
-if command == "run":
-    request = RunRequest(load_workflow(target), os.path.dirname(target), run_id=run_id)
-    runner = create_run(store, request, plugins, executor=factory)
-else:
-    note = lambda message: print(f"wf: {message}", file=sys.stderr, flush=True)
-    runner = resume_run(store, run_id, plugins, note, executor=factory)
-status = runner.execute().value
-sys.exit({"SUCCEEDED": 0, "FAILED": 1, "CANCELLED": 3}[status])
-"""
-
-
 # -- choosing the executor (no cluster needed) -----------------------------------------------
 
 
@@ -150,6 +123,24 @@ def test_without_the_extra_dask_is_refused_naming_it(tmp_path: Path) -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=tmp_path
     )
     assert done.stdout == "the dask executor needs `pip install 'wf-engine[dask]'` 2\n"
+
+
+def test_the_command_line_refuses_a_scheduler_without_dask_and_creates_nothing(
+    wf: WfHarness, wf_tasks: TaskKit
+) -> None:
+    workflow = dag("plain", [step("a", wf_tasks("ok"))])
+    refused = wf.cli("run", str(wf.workflow_file(workflow)), "--scheduler", "tcp://10.0.0.7:1")
+    assert refused.returncode == 2 and "--executor dask" in refused.stderr
+    unknown = wf.cli("run", str(wf.workflow_file(workflow)), env={"WF_EXECUTOR": "ray"})
+    assert unknown.returncode == 2 and "unknown executor 'ray'" in unknown.stderr
+    assert wf.cli("list", "--json").stdout.strip() == "[]"
+
+    local = wf.run(workflow)
+    assert local.returncode == 0
+    assert "executor" not in local.events[0]["options"]  # a local run's log is as it was
+    moved = wf.cli("resume", local.run_id, "--scheduler", "tcp://10.0.0.7:1")
+    assert moved.returncode == 2 and "uses the local executor, not dask" in moved.stderr
+    assert "Traceback" not in refused.stderr + unknown.stderr + moved.stderr
 
 
 def test_where_attempts_started_outlives_the_scheduler_s_claims(tmp_path: Path) -> None:
@@ -253,10 +244,15 @@ def _env() -> dict[str, str]:
 
 
 def _runner(wf: WfHarness, scheduler: str, command: str, target: str, run_id: str) -> RunningWf:
-    """A runner process with the Dask executor (``scheduler`` ``-``: its own LocalCluster)."""
-    argv = [sys.executable, "-c", _RUNNER, wf.home, scheduler, command, target, run_id]
+    """``wf run TARGET --executor dask`` (``scheduler`` ``-``: a LocalCluster of its own), or
+    ``wf resume RUN_ID``, which finds the executor and scheduler in the run's log."""
+    if command == "run":
+        address = [] if scheduler == "-" else ["--scheduler", scheduler]
+        args = ["run", target, "--run-id", run_id, "--executor", "dask", *address]
+    else:
+        args = ["resume", run_id]
     process = subprocess.Popen(
-        argv,
+        wf.command(*args),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -320,6 +316,26 @@ def test_the_example_pipeline_succeeds_on_the_cluster(wf: WfHarness, cluster: Cl
     assert wf.cli("logs", run_id, "publish").stdout == published.read_text()
     assert str(report) in published.read_text()
     _verified(wf, run_id)
+
+
+@needs_dask
+def test_the_workflow_file_can_choose_dask_and_name_worker_resources(
+    wf: WfHarness, wf_tasks: TaskKit, cluster: Cluster
+) -> None:
+    """No flag: the file's ``executor``/``scheduler`` are used and recorded, and each step's
+    ``resources`` reach Dask (placement itself: ``test_resources_go_to_dask``)."""
+    gpu_steps = [step(f"g{i}", wf_tasks("sleep", "0.3"), resources={"GPU": 1}) for i in range(3)]
+    workflow = dag("gpus", gpu_steps, executor="dask", scheduler=cluster.address)
+
+    result = wf.run(workflow, timeout=240)
+
+    assert result.returncode == 0, result.stderr
+    options = result.events[0]["options"]
+    assert (options["executor"], options["scheduler"]) == ("dask", cluster.address)
+    definition = result.events[0]["workflow"]["steps"]
+    assert [s["resources"] for s in definition] == [{"GPU": 1}] * 3
+    assert all(wf_tasks.starts(f"g{i}") == 1 for i in range(3))
+    _verified(wf, result.run_id)
 
 
 @needs_dask
@@ -434,6 +450,9 @@ def test_sigkill_of_the_runner_then_resume_kills_the_remote_leftovers(
     child, grandchild = wf_tasks.pids("start", "slow")[0], int(pidfile.read_text())
     running.kill()
     assert process_alive(child) and process_alive(grandchild)  # they live on, on the worker
+    created = running.events()[0]
+    assert created["options"]["executor"] == "dask"
+    assert created["options"]["scheduler"] == cluster.address
 
     result = _runner(wf, cluster.address, "resume", "-", run_id).wait(timeout=120)
 

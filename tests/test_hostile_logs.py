@@ -210,6 +210,8 @@ MUTATIONS: dict[str, Mutation] = {
     "fail_fast-text": m(CREATED, put_option("fail_fast", "no"), "'options.fail_fast'"),
     "base_dir-missing": m(CREATED, drop_option("base_dir"), "'options.base_dir' missing"),
     "base_dir-null": m(CREATED, put_option("base_dir", None), "'options.base_dir'"),
+    "executor-number": m(CREATED, put_option("executor", 5), "'options.executor'"),
+    "scheduler-null": m(CREATED, put_option("scheduler", None), "'options.scheduler'"),
     # runner_started
     "runner-pid-missing": m(STARTED, drop("pid"), "'pid' missing"),
     "runner-pid-text": m(STARTED, put("pid", "123"), "'pid'"),

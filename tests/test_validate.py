@@ -148,6 +148,17 @@ def test_forward_reference_is_fine() -> None:
     assert workflow.step("late").depends_on == ("early",)
 
 
+def test_executor_scheduler_and_resources_are_kept_and_logged_only_when_set() -> None:
+    data = doc(step(resources={"TPU": 2, "GPU": 0.5}), executor="dask", scheduler="tcp://h:8786")
+    workflow = workflow_from_data(data)
+    assert (workflow.executor, workflow.scheduler) == ("dask", "tcp://h:8786")
+    assert workflow.steps[0].resources == (("GPU", 0.5), ("TPU", 2))
+    assert workflow_from_data(workflow.to_json()) == workflow
+    plain = workflow_from_data(doc(step())).to_json()
+    assert "executor" not in plain and "scheduler" not in plain
+    assert "resources" not in plain["steps"][0]
+
+
 def test_max_parallel_at_its_bound() -> None:
     assert workflow_from_data(doc(max_parallel=MAX_PARALLEL)).max_parallel == MAX_PARALLEL
 
@@ -156,6 +167,7 @@ def test_max_parallel_at_its_bound() -> None:
 
 COMMAND_RULE = "a non-empty string or a non-empty list of strings"
 ENV_NAME_RULE = "must be non-empty, without '=' or NUL"
+RESOURCE_RULE = "expected a number > 0 and <= 2**53"
 BAD_STEP_FIELDS = [
     ("id", "", f'steps[0].id: expected an id ({ID_RULE}), got ""'),
     ("id", ".hidden", f'steps[0].id: expected an id ({ID_RULE}), got ".hidden"'),
@@ -241,6 +253,18 @@ BAD_STEP_FIELDS = [
         )
         for value in (MAX_RETRIES + 1, 2**63, 10**30)
     ],
+    ("resources", [], "steps[0].resources: expected an object of numbers, got []"),
+    *[
+        ("resources", {"GPU": amount}, f"steps[0].resources.GPU: {RESOURCE_RULE}, got {shown}")
+        for amount, shown in (
+            (0, "0"),
+            (-1, "-1"),
+            (True, "true"),
+            ("1", '"1"'),
+            (2**53 + 1, "9007199254740993"),
+        )
+    ],
+    ("resources", {"": 1}, 'steps[0].resources[""]: invalid resource name: must be non-empty'),
     ("comand", "x", "steps[0].comand: unknown field 'comand' (did you mean 'command'?)"),
     ("frobnicate", 1, "steps[0].frobnicate: unknown field 'frobnicate'"),
     ("my key", 1, 'steps[0]["my key"]: unknown field "my key"'),
@@ -311,6 +335,10 @@ def test_odd_key_names_cannot_break_lines() -> None:
         (doc(max_parallel="2"), 'max_parallel: expected an integer >= 1, got "2"'),
         (doc(max_parallel=None), "max_parallel: expected an integer >= 1, got null"),
         (doc(defaults=[]), "defaults: expected an object, got []"),
+        (doc(executor="slurm"), "executor: expected 'local' or 'dask', got \"slurm\""),
+        (doc(executor=None), "executor: expected 'local' or 'dask', got null"),
+        (doc(scheduler=" "), 'scheduler: expected a scheduler address, got " "'),
+        (doc(scheduler=5), "scheduler: expected a scheduler address, got 5"),
         (
             doc(max_parallel=MAX_PARALLEL + 1),
             f"max_parallel: expected an integer >= 1 and <= {MAX_PARALLEL}, got {MAX_PARALLEL + 1}",

@@ -24,10 +24,16 @@ _SEVERITY = [EXIT_OK, EXIT_CANCELLED, EXIT_RUN_FAILED]
 Examples:
   wf resume @last
   wf resume image_pipeline-2026   (a unique prefix of the run id)
-  wf resume --all""",
+  wf resume --all
+  wf resume @last --scheduler tcp://10.0.0.6:8786   (the run's Dask cluster moved)""",
 )
 @click.argument("run_id", required=False, type=RUN_ID)
 @click.option("--all", "resume_all", is_flag=True, help="Every unfinished run with no live runner.")
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="New address of the Dask scheduler the run recorded (default: the recorded one).",
+)
 @click.option(
     "-p",
     "--plugin",
@@ -39,16 +45,24 @@ Examples:
 @display_options
 @click.pass_obj
 def resume_command(
-    obj: CliContext, run_id: str | None, resume_all: bool, plugin_modules: tuple[str, ...]
+    obj: CliContext,
+    run_id: str | None,
+    resume_all: bool,
+    scheduler: str | None,
+    plugin_modules: tuple[str, ...],
 ) -> None:
-    """Continue RUN_ID: finished steps never run again, interrupted ones run again."""
+    """Continue RUN_ID: finished steps never run again, interrupted ones run again.
+
+    The run goes on with the executor it recorded (local, or the same Dask scheduler)."""
     if resume_all == (run_id is not None):
         raise click.UsageError("give either RUN_ID or --all")
+    if resume_all and scheduler is not None:
+        raise click.UsageError("--scheduler names one run's new address: give RUN_ID, not --all")
     # A signal from here on stops the run this command owns (or is taking over) cleanly.
     signals = StopSignals().install()
     plugins = obj.plugins_for_run(plugin_modules, progress=True)
     if run_id is not None:
-        raise SystemExit(_resume_one(obj, run_id, plugins, signals))
+        raise SystemExit(_resume_one(obj, run_id, plugins, signals, scheduler))
     worst = EXIT_OK
     for candidate in obj.store.run_ids():
         if signals.requested:
@@ -77,8 +91,14 @@ def _resume_candidate(obj: CliContext, run_id: str, plugins: Plugins, signals: S
         return code
 
 
-def _resume_one(obj: CliContext, run_id: str, plugins: Plugins, signals: StopSignals) -> int:
-    runner = resume_run(obj.store, run_id, plugins, note, signals)
+def _resume_one(
+    obj: CliContext,
+    run_id: str,
+    plugins: Plugins,
+    signals: StopSignals,
+    scheduler: str | None = None,
+) -> int:
+    runner = resume_run(obj.store, run_id, plugins, note, signals, scheduler=scheduler)
     if runner is None:
         note(f"run {run_id} already finished")
         return EXIT_CODES[read_run(obj.store.existing(run_id)).state.status]

@@ -36,6 +36,11 @@ MAX_RETRIES: Final = 10_000
 #: Upper bound of ``max_parallel``: each running step is a process group, a watcher thread and a
 #: lock file, and no single machine runs more than this many at once to any benefit.
 MAX_PARALLEL: Final = 10_000
+#: Upper bound of one step's amount of a Dask worker resource (``"resources": {"GPU": 1}``):
+#: the largest count a float still holds exactly, so what the log says is what Dask is asked.
+MAX_RESOURCE: Final = 2**53
+#: What may run a workflow's attempts (``wf_engine.runtime.executors``); ``local`` is the default.
+EXECUTOR_NAMES: Final = ("local", "dask")
 
 
 def is_valid_id(value: str) -> bool:
@@ -61,6 +66,8 @@ class Step:
     retry_backoff_max_sec: float = DEFAULT_RETRY_BACKOFF_MAX_SEC
     #: Seconds between SIGTERM and SIGKILL when a timeout or cancel stops this step.
     kill_grace_sec: float = DEFAULT_KILL_GRACE_SEC
+    #: Dask worker resources an attempt needs, in name order; the local executor ignores them.
+    resources: tuple[tuple[str, int | float], ...] = ()
 
     def backoff_sec(self, failures: int) -> float:
         """Delay before the attempt that follows the ``failures``-th failed attempt:
@@ -90,6 +97,8 @@ class Step:
             "retry_backoff_sec": self.retry_backoff_sec,
             "retry_backoff_max_sec": self.retry_backoff_max_sec,
             "kill_grace_sec": self.kill_grace_sec,
+            # Only when set: a log written before resources existed re-encodes to its own bytes.
+            **({"resources": dict(self.resources)} if self.resources else {}),
         }
 
 
@@ -100,6 +109,10 @@ class Workflow:
     workflow_id: str
     steps: tuple[Step, ...]
     max_parallel: int | None = None
+    #: The executor the file asks for (one of ``EXECUTOR_NAMES``), and the Dask scheduler's
+    #: address; the command line and the environment override both.
+    executor: str | None = None
+    scheduler: str | None = None
     _index: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -123,4 +136,8 @@ class Workflow:
         }
         if self.max_parallel is not None:
             data["max_parallel"] = self.max_parallel
+        if self.executor is not None:
+            data["executor"] = self.executor
+        if self.scheduler is not None:
+            data["scheduler"] = self.scheduler
         return data

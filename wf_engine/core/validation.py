@@ -28,7 +28,9 @@ from typing import Any, Final
 
 from wf_engine.core.graph import find_cycles
 from wf_engine.core.model import (
+    EXECUTOR_NAMES,
     MAX_PARALLEL,
+    MAX_RESOURCE,
     MAX_RETRIES,
     MAX_SECONDS,
     Step,
@@ -90,14 +92,14 @@ def workflow_from_data(data: object, source: str = "<workflow>") -> Workflow:
         problem = Problem("", f"expected a JSON object at the top level, got {_show(data)}")
         raise WorkflowInvalid(source, [problem])
     problems: list[Problem] = []
-    workflow_id, max_parallel = _check_top_level(data, problems)
+    workflow_id, max_parallel, executor, scheduler = _check_top_level(data, problems)
     defaults = _check_defaults(data["defaults"], problems) if "defaults" in data else {}
     drafts = _check_steps(data["steps"], data, defaults, problems) if "steps" in data else []
     _check_graph(drafts, problems)
     if problems:
         raise WorkflowInvalid(source, list(dict.fromkeys(problems)))  # drop repeats, keep order
     steps = tuple(draft.step for draft in drafts if draft.step is not None)
-    return Workflow(workflow_id=workflow_id, steps=steps, max_parallel=max_parallel)
+    return Workflow(workflow_id, steps, max_parallel, executor, scheduler)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -293,6 +295,41 @@ def _check_env(value: object, path: str, problems: list[Problem]) -> object:
     return tuple(value.items()) if len(problems) == before else _INVALID
 
 
+def _check_resources(value: object, path: str, problems: list[Problem]) -> object:
+    """``{"GPU": 1}``: names are non-empty strings, amounts numbers > 0; kept in name order so
+    that two spellings of the same needs are the same definition."""
+    if not isinstance(value, dict):
+        problems.append(Problem(path, f"expected an object of numbers, got {_show(value)}"))
+        return _INVALID
+    before = len(problems)
+    for name, amount in value.items():
+        item_path = _key_path(path, name)
+        if not isinstance(name, str) or not name:
+            problems.append(Problem(item_path, "invalid resource name: must be non-empty"))
+        else:
+            _check_os_text(name, item_path, problems)
+        number = _positive_number(amount)
+        if number is None or number > MAX_RESOURCE:
+            message = f"expected a number > 0 and <= 2**53, got {_show(amount)}"
+            problems.append(Problem(item_path, message))
+    return tuple(sorted(value.items())) if len(problems) == before else _INVALID
+
+
+def _check_executor(value: object, path: str, problems: list[Problem]) -> object:
+    if value in EXECUTOR_NAMES:
+        return value
+    names = " or ".join(repr(name) for name in EXECUTOR_NAMES)
+    problems.append(Problem(path, f"expected {names}, got {_show(value)}"))
+    return _INVALID
+
+
+def _check_scheduler(value: object, path: str, problems: list[Problem]) -> object:
+    if isinstance(value, str) and value.strip():
+        return _check_os_text(value.strip(), path, problems)
+    problems.append(Problem(path, f"expected a scheduler address, got {_show(value)}"))
+    return _INVALID
+
+
 def _check_cwd(value: object, path: str, problems: list[Problem]) -> object:
     if value is None:
         return None
@@ -358,29 +395,42 @@ _STEP_FIELDS: Final[Mapping[str, _Checker]] = {
     "retry_backoff_sec": _check_seconds,
     "retry_backoff_max_sec": _check_seconds,
     "kill_grace_sec": _check_seconds,
+    "resources": _check_resources,
 }
-_TOP_LEVEL_FIELDS: Final = ("workflow_id", "steps", "defaults", "max_parallel")
+#: The top-level fields checked one by one (``steps`` and ``defaults`` are checked apart).
+_TOP_LEVEL_CHECKS: Final[Mapping[str, _Checker]] = {
+    "workflow_id": _check_id,
+    "max_parallel": _check_max_parallel,
+    "executor": _check_executor,
+    "scheduler": _check_scheduler,
+}
+_TOP_LEVEL_FIELDS: Final = ("workflow_id", "steps", "defaults", *list(_TOP_LEVEL_CHECKS)[1:])
 
 
-def _check_top_level(data: Mapping[Any, object], problems: list[Problem]) -> tuple[str, int | None]:
-    """Check the top-level scalars; return (workflow_id, max_parallel) as the model stores them.
+def _check_top_level(
+    data: Mapping[Any, object], problems: list[Problem]
+) -> tuple[str, int | None, str | None, str | None]:
+    """Check the top-level scalars; return (workflow_id, max_parallel, executor, scheduler) as
+    the model stores them.
 
     ``defaults`` and ``steps`` are only checked for presence here: their contents come later.
     The returned values are placeholders whenever a problem was recorded.
     """
     problems.extend(_missing(data, ("workflow_id", "steps"), ""))
-    workflow_id: object = ""
-    max_parallel: object = None
+    checked: dict[str, object] = {}
     for key, value in data.items():
-        if key == "workflow_id":
-            workflow_id = _check_id(value, "workflow_id", problems)
-        elif key == "max_parallel":
-            max_parallel = _check_max_parallel(value, "max_parallel", problems)
+        check = _TOP_LEVEL_CHECKS.get(key) if isinstance(key, str) else None
+        if check is not None:
+            checked[key] = check(value, key, problems)
         elif key not in _TOP_LEVEL_FIELDS:
             problems.append(_unknown_field("", key, _TOP_LEVEL_FIELDS))
+    workflow_id, max_parallel = checked.get("workflow_id"), checked.get("max_parallel")
+    executor, scheduler = checked.get("executor"), checked.get("scheduler")
     return (
         workflow_id if isinstance(workflow_id, str) else "",
         max_parallel if isinstance(max_parallel, int) else None,
+        executor if isinstance(executor, str) else None,
+        scheduler if isinstance(scheduler, str) else None,
     )
 
 

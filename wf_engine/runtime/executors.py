@@ -17,20 +17,22 @@ when ``dask`` is chosen, so a plain ``wf run`` never pays for it.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import importlib
 import os
 from dataclasses import dataclass
 
+from wf_engine.core.events import RunOptions
+from wf_engine.core.model import EXECUTOR_NAMES, Workflow
 from wf_engine.errors import UsageError
 from wf_engine.runtime.localexec import LocalExecutor
 from wf_engine.runtime.runner import ExecutorFactory
 
 EXECUTOR_VAR = "WF_EXECUTOR"
 SCHEDULER_VAR = "WF_DASK_SCHEDULER"
-LOCAL = "local"
-DASK = "dask"
-NAMES = (LOCAL, DASK)
+LOCAL, DASK = EXECUTOR_NAMES
+NAMES = EXECUTOR_NAMES
 #: What to tell a user who asked for Dask without the extra.
 DASK_EXTRA_MISSING = "the dask executor needs `pip install 'wf-engine[dask]'`"
 
@@ -41,6 +43,30 @@ class ExecutorChoice:
 
     name: str = LOCAL
     scheduler: str | None = None
+
+    @classmethod
+    def of_workflow(cls, workflow: Workflow) -> ExecutorChoice:
+        """What the workflow file asks for (its ``executor`` and ``scheduler``)."""
+        return cls(workflow.executor or LOCAL, workflow.scheduler)
+
+    @classmethod
+    def recorded(cls, options: RunOptions) -> ExecutorChoice:
+        """What a run recorded in ``run_created``: no ``executor`` there means local."""
+        return cls(options.executor or LOCAL, options.scheduler)
+
+    def moved_to(self, scheduler: str | None) -> ExecutorChoice:
+        """The same cluster at a new address (``None``: where it was); only Dask has one."""
+        if scheduler is None:
+            return self
+        if self.name != DASK:
+            raise UsageError(f"--scheduler: this run uses the {self.name} executor, not dask")
+        return ExecutorChoice(DASK, scheduler.strip() or None)
+
+    def record_into(self, options: RunOptions) -> RunOptions:
+        """``options`` carrying this choice (nothing added for local: its logs stay as before)."""
+        if self.name == LOCAL:
+            return options
+        return dataclasses.replace(options, executor=self.name, scheduler=self.scheduler)
 
 
 def resolve(
