@@ -14,6 +14,10 @@ states as an uninterrupted run, and each step ran as often as it may:
   an interrupted attempt never uses up a retry (per step, attempts and executions are at most
   the uncrashed run's plus the interruptions).
 
+``assert_rerun_resume_equivalent(harness, origin, crash_point)`` is the same check for ``wf
+rerun ORIGIN``: the rerun crashed at any record and resumed ends as an uncrashed rerun of the
+same origin, and a step it carried over (``reused``) never executes at all.
+
 On a mismatch the assertion says where the engine died (the record, its step and transition),
 which step ran more often than it may, the first divergent event, the state diff, per-step
 attempts and executions of both runs, the steps' stderr tails, the run folders kept, and one
@@ -28,7 +32,6 @@ import shlex
 import signal
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, NamedTuple
 
 from fault_injection.crash import POINTS, CrashReport
@@ -41,6 +44,7 @@ __all__ = [
     "ResumeOutcome",
     "StepTally",
     "assert_replay_equivalent",
+    "assert_rerun_resume_equivalent",
     "assert_resume_equivalent",
     "crash_points",
     "describe_record",
@@ -213,6 +217,55 @@ def assert_resume_equivalent(
     seq, point = crash_point
     path = harness.workflow_file(workflow)
     crashed = harness.crash(path, seq, point, *options, env=env)
+    command = ["run", os.fspath(path), "--run-id", _REPRO_ID, *options]
+    how = reproduce or _reproduce(harness, command, seq, point, env)
+    return _compare_resumed(harness, reference, crashed, crash_point, env, how)
+
+
+def assert_rerun_resume_equivalent(
+    harness: WfHarness,
+    origin: str,
+    crash_point: tuple[int, str],
+    *options: str,
+    workflow: WorkflowSpec | None = None,
+    from_steps: Sequence[str] = (),
+    only: Sequence[str] = (),
+    reference: RunResult | None = None,
+    env: Mapping[str, str] | None = None,
+    reproduce: str | None = None,
+) -> ResumeOutcome:
+    """Crash ``wf rerun ORIGIN`` at ``crash_point``, resume it, compare with an uncrashed rerun.
+
+    The selection (``workflow``, ``from_steps``, ``only``, ``options``) is the same for both
+    reruns, as ``WfHarness.rerun`` takes it; the origin is only read, so one origin serves a
+    whole matrix. On top of what ``assert_resume_equivalent`` checks, a carried-over step must
+    never have executed, before the crash or after it.
+    """
+    __tracebackhide__ = True
+    selection: dict[str, Any] = {"workflow": workflow, "from_steps": from_steps, "only": only}
+    reference = reference or harness.rerun(origin, *options, env=env, **selection)
+    seq, point = crash_point
+    crashed = harness.crash_rerun(origin, seq, point, *options, env=env, **selection)
+    command = ["rerun", origin, "--run-id", _REPRO_ID, *options]
+    if workflow is not None:
+        command += ["--workflow", os.fspath(harness.workflow_file(workflow))]
+    command += [arg for name in from_steps for arg in ("--from", name)]
+    command += [arg for name in only for arg in ("--only", name)]
+    how = reproduce or _reproduce(harness, command, seq, point, env)
+    return _compare_resumed(harness, reference, crashed, crash_point, env, how)
+
+
+def _compare_resumed(
+    harness: WfHarness,
+    reference: RunResult,
+    crashed: RunResult,
+    crash_point: tuple[int, str],
+    env: Mapping[str, str] | None,
+    reproduce: str,
+) -> ResumeOutcome:
+    """Resume ``crashed`` to its end and hold it to ``reference`` (the module docstring)."""
+    __tracebackhide__ = True
+    seq, point = crash_point
     killed = crashed.returncode == -signal.SIGKILL
     where = f"crash at seq {seq} ({point})"
     if not killed and crashed.state in (None, "RUNNING"):
@@ -230,6 +283,7 @@ def assert_resume_equivalent(
     executions = harness.executions(run_id)
     tallies = _tallies(reference, resumed, events, executions)
     problems = [
+        *_carried_over_executed(events, executions),
         *_reruns_after_success(prefix, events, executions),
         *_repeated_attempts(executions),
         *_over_budget(tallies),
@@ -250,7 +304,7 @@ def assert_resume_equivalent(
         lines += _stderr_tails(harness, reference, resumed, expected, actual, tallies)
         lines.append(f"runs kept:\n  uncrashed: {reference.paths.root}")
         lines.append(f"  crashed and resumed: {resumed.paths.root}")
-        lines.append(reproduce or _reproduce(harness, path, seq, point, options, env))
+        lines.append(reproduce)
         raise EquivalenceError("\n".join(lines), crashed.crash)
     return ResumeOutcome(reference, resumed, killed, crashed.crash, tallies)
 
@@ -336,6 +390,18 @@ def _reruns_after_success(
                 "durably before a crash must never execute again"
             )
     return list(problems.values())
+
+
+def _carried_over_executed(
+    events: Sequence[Mapping[str, Any]], executions: Sequence[Execution]
+) -> list[str]:
+    """A rerun's reused step was carried over from its origin: it must never execute."""
+    reused = {str(e["step"]) for e in events if e.get("reason") == "reused"}
+    ran = sorted({run.step for run in executions if run.step in reused})
+    return [
+        f"step {name!r} was carried over from the origin (reused) and executed all the same"
+        for name in ran
+    ]
 
 
 def _repeated_attempts(executions: Sequence[Execution]) -> list[str]:
@@ -439,15 +505,19 @@ def _tail(text: str, count: int) -> str:
     return "\n".join(text.strip().splitlines()[-count:])
 
 
+#: The run id of the crashed run, in the commands that reproduce a crash point by hand.
+_REPRO_ID = "repro-1"
+
+
 def _reproduce(
     harness: WfHarness,
-    workflow: Path,
+    command: Sequence[str],
     seq: int,
     point: str,
-    options: Sequence[str],
     env: Mapping[str, str] | None,
 ) -> str:
-    """One command for this crash point: the test itself, or the commands by hand."""
+    """One command for this crash point: the test itself, or the commands by hand
+    (``command``, the ``wf`` arguments that create the crashed run ``_REPRO_ID``)."""
     current = os.environ.get("PYTEST_CURRENT_TEST", "")
     if current:
         node = current.rsplit(" (", 1)[0]
@@ -457,9 +527,7 @@ def _reproduce(
     variables.update(env or {})
     prefix = " ".join(f"{k}={shlex.quote(v)}" for k, v in variables.items())
     wf = f"python -m wf_engine --home {shlex.quote(os.fspath(harness.home))}"
-    run_id = "repro-1"
-    run = shlex.join(["run", os.fspath(workflow), "--run-id", run_id, *options])
-    return f"reproduce by hand: {prefix} {wf} {run}; {wf} resume {run_id}"
+    return f"reproduce by hand: {prefix} {wf} {shlex.join(command)}; {wf} resume {_REPRO_ID}"
 
 
 def crash_points(reference: RunResult, points: Iterable[str] = POINTS) -> list[CrashPoint]:

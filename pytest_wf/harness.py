@@ -315,6 +315,45 @@ class WfHarness:
             args.append("--json")
         return self.cli(*args, env=env, timeout=timeout)
 
+    def rerun(
+        self,
+        origin: str,
+        *options: str,
+        workflow: WorkflowSpec | None = None,
+        from_steps: Sequence[str] = (),
+        only: Sequence[str] = (),
+        run_id: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = 120,
+    ) -> RunResult:
+        """``wf rerun ORIGIN --json`` to the end: the new run's result, as :meth:`run` gives.
+
+        ``workflow`` is the changed definition (``--workflow``; default: the origin's own),
+        ``from_steps`` and ``only`` the ``--from`` and ``--only`` steps; ``options`` go as they
+        are (``--max-parallel 1``).
+        """
+        run_id = run_id or self.new_run_id("rerun")
+        args = self._rerun_args(origin, options, workflow, from_steps, only, run_id)
+        return self._with_live(self.cli(*args, env=env, timeout=timeout), run_id)
+
+    def _rerun_args(
+        self,
+        origin: str,
+        options: Sequence[str],
+        workflow: WorkflowSpec | None,
+        from_steps: Sequence[str],
+        only: Sequence[str],
+        run_id: str,
+    ) -> list[str]:
+        args = ["rerun", origin, "--run-id", run_id, *options]
+        if workflow is not None:
+            args += ["--workflow", os.fspath(self.workflow_file(workflow))]
+        args += [arg for name in from_steps for arg in ("--from", name)]
+        args += [arg for name in only for arg in ("--only", name)]
+        if "--json" not in options:
+            args.append("--json")
+        return args
+
     def _with_live(
         self,
         done: subprocess.CompletedProcess[str],
@@ -346,9 +385,49 @@ class WfHarness:
         where the engine died. Every attempt the engine starts is journaled (see
         :meth:`executions`), and so are those of the resumes of this run.
         """
+        run_id = run_id or self.new_run_id()
+
+        def launch(fault: dict[str, str]) -> subprocess.CompletedProcess[str]:
+            return self._run_only(workflow, options, run_id, fault, timeout)
+
+        return self._crashing(run_id, seq, point, seed, env, launch)
+
+    def crash_rerun(
+        self,
+        origin: str,
+        seq: int,
+        point: str = "after_sync",
+        *options: str,
+        workflow: WorkflowSpec | None = None,
+        from_steps: Sequence[str] = (),
+        only: Sequence[str] = (),
+        seed: int | None = None,
+        env: Mapping[str, str] | None = None,
+        run_id: str | None = None,
+        timeout: float = 120,
+    ) -> RunResult:
+        """:meth:`crash` for ``wf rerun ORIGIN`` (arguments as :meth:`rerun` takes them)."""
+        run_id = run_id or self.new_run_id("rerun")
+        args = self._rerun_args(origin, options, workflow, from_steps, only, run_id)
+
+        def launch(fault: dict[str, str]) -> subprocess.CompletedProcess[str]:
+            return self.cli(*args, env=fault, timeout=timeout)
+
+        return self._crashing(run_id, seq, point, seed, env, launch)
+
+    def _crashing(
+        self,
+        run_id: str,
+        seq: int,
+        point: str,
+        seed: int | None,
+        env: Mapping[str, str] | None,
+        launch: Callable[[dict[str, str]], subprocess.CompletedProcess[str]],
+    ) -> RunResult:
+        """Run ``launch(env)`` with the crash plugin and the execution journal set up for
+        ``run_id``; read back what is left (after the power cut, for ``power_loss``)."""
         from fault_injection.crash import crash_env
 
-        run_id = run_id or self.new_run_id()
         scratch = self.scratch
         journal = scratch / f"{run_id}.syncs.jsonl" if point == "power_loss" else None
         report = scratch / f"{run_id}.crash.json"
@@ -357,7 +436,7 @@ class WfHarness:
         fault = _merged(
             crash_env(seq, point, journal=journal, report=report), executions_env(before)
         )
-        done = self._run_only(workflow, options, run_id, _merged(dict(env or {}), fault), timeout)
+        done = launch(_merged(dict(env or {}), fault))
         lost = None
         if point == "power_loss" and done.returncode == -signal.SIGKILL:
             # else the run ended first: all of it is durable

@@ -70,6 +70,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "wf_engine.cli.readers:replay_command",
         "The timeline and the state rebuilt from RUN_ID's log; the same bytes on every call.",
     ),
+    "rerun": (
+        "wf_engine.cli.rerun:rerun_command",
+        "Rerun RUN_ID as a new run: what succeeded is reused, the rest runs; exit as wf run.",
+    ),
     "resume": (
         "wf_engine.cli.resume:resume_command",
         "Continue RUN_ID: finished steps never run again, interrupted ones run again.",

@@ -230,7 +230,7 @@ class LiveReporter(Reporter):
     def _failure_row(self, event: dict[str, Any], wall: float) -> tuple[Any, ...]:
         from rich.text import Text
 
-        from wf_engine.runtime.runview import iso_us
+        from wf_engine.core.clock import from_iso
 
         definition = {"retries": None, "timeout_sec": self.timeouts.get(event["step"])}
         failure = FailedStep.from_event(event, definition)
@@ -243,7 +243,7 @@ class LiveReporter(Reporter):
             detail = Text(f"attempt {failure.attempt}: {why}", style="yellow")
             retry_at = event.get("retry_at")
             if isinstance(retry_at, str):
-                left = iso_us(retry_at) / 1e6 - wall
+                left = from_iso(retry_at) / 1e6 - wall
                 detail.append(f" · retry in {duration(left)}" if left > 0 else " · retry due")
             badge = _badge("RETRYING")
         lines = tail_lines(event.get("stderr_tail"), count=1, width=160)

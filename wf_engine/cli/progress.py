@@ -79,10 +79,10 @@ class LocalClock:
         if ts == self._ts:
             return self._text
         if ts[:13] != self._hour:
-            from wf_engine.runtime.runview import iso_us
+            from wf_engine.core.clock import from_iso
 
             self._hour = ts[:13]
-            self._offset = time.localtime(iso_us(ts) // 1_000_000).tm_gmtoff
+            self._offset = time.localtime(from_iso(ts) // 1_000_000).tm_gmtoff
         seconds = (
             int(ts[11:13]) * 3600 + int(ts[14:16]) * 60 + int(ts[17:19]) + self._offset
         ) % 86400

@@ -23,10 +23,12 @@ from wf_engine.cli.render import (
 )
 from wf_engine.cli.runids import RUN_ID, STEP, created_us, unknown_step
 from wf_engine.core.clock import now_us
+from wf_engine.core.fold import RunState
 from wf_engine.errors import EXIT_CORRUPT, UsageError, WfError
 from wf_engine.log.storefiles import open_regular
+from wf_engine.runtime.reruns import reruns_by_origin
 from wf_engine.runtime.runview import Entry, RunView, read_run, run_summary, step_summary
-from wf_engine.runtime.store import RunPaths
+from wf_engine.runtime.store import RunPaths, RunStore
 
 #: ``wf status --watch``: seconds between two looks at the log (at least).
 WATCH_INTERVAL_SEC = 1.0
@@ -52,24 +54,32 @@ def status_command(obj: CliContext, run_id: str, as_json: bool, watch: bool) -> 
     """State of RUN_ID and of each step, from its log alone."""
     paths = obj.store.existing(run_id)
     if watch and not as_json:
-        raise SystemExit(_watch(paths))
+        raise SystemExit(_watch(obj.store, paths))
     view = read_run(paths)
     if view.torn is not None:
         note(f"{view.torn.describe()} ('wf resume' cuts it off)")
     if as_json:
-        click.echo(json.dumps(run_summary(view), indent=2))
+        click.echo(json.dumps(_summary(obj.store, view), indent=2))
         if watch:
-            raise SystemExit(_watch_json(paths, view))
+            raise SystemExit(_watch_json(obj.store, paths, view))
         return
-    click.echo(_status_page(view, colour_allowed(sys.stdout)))
+    click.echo(_status_page(obj.store, view, colour_allowed(sys.stdout)))
 
 
-def _status_page(view: RunView, colour: bool, max_lines: int | None = None) -> str:
+def _summary(store: RunStore, view: RunView, now: int | None = None) -> dict[str, Any]:
+    """``run_summary`` plus ``rerun_as``: the runs that rerun this one (only a finished run
+    has any, so the store is searched only then)."""
+    finished = view.state.finished is not None
+    reruns = reruns_by_origin(store).get(view.state.run_id, []) if finished else []
+    return run_summary(view, now, reruns)
+
+
+def _status_page(store: RunStore, view: RunView, colour: bool, max_lines: int | None = None) -> str:
     now = now_us() if view.runner_alive and view.state.finished is None else None
-    return status_text(run_summary(view, now), now, state_styler(colour), max_lines)
+    return status_text(_summary(store, view, now), now, state_styler(colour), max_lines)
 
 
-def _watch(paths: RunPaths) -> int:
+def _watch(store: RunStore, paths: RunPaths) -> int:
     """Redraw the status page while the run goes (in place on a colour terminal, else a new
     page each time something changed); the run's exit code once it has ended."""
     colour = colour_allowed(sys.stdout)
@@ -92,18 +102,18 @@ def _watch(paths: RunPaths) -> int:
             size = _size(paths.events)
             view = read_run(paths)
             if live is not None:
-                page = _status_page(view, True, live.console.height - 1)
+                page = _status_page(store, view, True, live.console.height - 1)
                 live.update(Text.from_ansi(page), refresh=True)
             elif (size, view.state.last_seq) != seen:
                 if seen is not None:
                     click.echo("")
-                click.echo(_status_page(view, False))
+                click.echo(_status_page(store, view, False))
             seen = (size, view.state.last_seq)
             if view.state.finished is not None or not view.runner_alive:
                 if live is not None:  # the whole last page stays, as ``wf status`` prints it
                     live.stop()
                     live = None
-                    click.echo(_status_page(view, True))
+                    click.echo(_status_page(store, view, True))
                 return EXIT_CODES[view.state.status] if view.state.finished is not None else 0
             # Reading a big log takes time: never spend more than a third of it reading.
             time.sleep(max(WATCH_INTERVAL_SEC, 3 * (time.monotonic() - started)))
@@ -112,7 +122,7 @@ def _watch(paths: RunPaths) -> int:
             live.stop()
 
 
-def _watch_json(paths: RunPaths, view: RunView) -> int:
+def _watch_json(store: RunStore, paths: RunPaths, view: RunView) -> int:
     """``--watch --json``: one JSON object per change, until the run ends."""
     seen = view.state.last_seq
     while view.state.finished is None and view.runner_alive:
@@ -120,7 +130,7 @@ def _watch_json(paths: RunPaths, view: RunView) -> int:
         view = read_run(paths)
         if view.state.last_seq != seen:
             seen = view.state.last_seq
-            click.echo(json.dumps(run_summary(view), indent=2))
+            click.echo(json.dumps(_summary(store, view), indent=2))
     return EXIT_CODES[view.state.status] if view.state.finished is not None else 0
 
 
@@ -155,7 +165,7 @@ def replay_command(
     if verify:
         from wf_engine.core.verify import verify_log  # re-runs every decision: replay --verify only
 
-        verify_log(entries, paths.events)
+        verify_log(entries, paths.events, _origin(obj.store, view.state))
     state = view.state
     if as_json:
         document: dict[str, Any] = {
@@ -177,6 +187,20 @@ def replay_command(
             f"verified {len(entries)} records: all transitions legal, all decisions the engine's",
             err=True,
         )
+
+
+def _origin(store: RunStore, state: RunState) -> RunState | None:
+    """The final state of the run ``state`` reruns, for ``replay --verify`` to check its reuses
+    against; None (and a note) when it is not a rerun, or its origin is not in this store."""
+    origin = state.origin_run_id
+    if origin is None:
+        return None
+    if not store.exists(origin):
+        note(
+            f"origin {origin} is not in {store.home}: the reuses were checked against this log only"
+        )
+        return None
+    return read_run(store.paths(origin)).state
 
 
 LIST_STATES = ("RUNNING", "SUCCEEDED", "FAILED", "CANCELLED", "INTERRUPTED", "UNREADABLE")
@@ -211,8 +235,9 @@ def list_command(
     ids = store.run_ids()
     created = {run_id: created_us(store, run_id) for run_id in ids}
     rows = []
+    reruns = reruns_by_origin(store)
     for run_id in sorted(ids, key=lambda run_id: (-created[run_id], run_id)):
-        row = _list_row(obj, run_id)
+        row = _list_row(obj, run_id, reruns.get(run_id, []))
         shown = "INTERRUPTED" if row.get("interrupted") else row["state"]
         if wanted and not ({row["state"], shown} & wanted):
             continue
@@ -233,7 +258,7 @@ UNREADABLE = "UNREADABLE"
 _LIST_KEYS = ("run_id", "workflow_id", "state", "runner_alive", "created", "finished")
 
 
-def _list_row(obj: CliContext, run_id: str) -> dict[str, Any]:
+def _list_row(obj: CliContext, run_id: str, rerun_as: list[str]) -> dict[str, Any]:
     """One run's row; a run that cannot be read is a row too, so one bad run hides no other."""
     try:
         view = read_run(obj.store.paths(run_id))
@@ -244,6 +269,7 @@ def _list_row(obj: CliContext, run_id: str) -> dict[str, Any]:
     row["run_id"] = run_id  # the folder's name: what the other commands take
     row["interrupted"] = summary["interrupted"]
     row["rerun_of"] = summary["rerun_of"]
+    row["rerun_as"] = rerun_as
     row["steps_total"] = len(summary["steps"])
     row["steps_succeeded"] = summary["counts"]["SUCCEEDED"]
     row["duration_sec"] = summary["duration_sec"]

@@ -8,7 +8,7 @@ holds a valid workflow …), so they read attributes and the envelope without gu
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from wf_engine.cli.summary import COLOURS, continue_command, counts_text, duration, local_time
@@ -161,8 +161,9 @@ def status_text(
     run_id = summary["run_id"]
     state = summary["state"]
     lines = [f"run {run_id}  {style(state, state)}  (workflow {summary['workflow_id']})"]
-    if summary.get("rerun_of"):
-        lines.append(f"rerun of {summary['rerun_of']}")
+    links = rerun_links(summary)
+    if links:
+        lines.append(links)
     when = f"created {_iso_local(summary['created'])}"
     if summary.get("finished"):
         when += f"  finished {_iso_local(summary['finished'])}"
@@ -222,6 +223,16 @@ def status_text(
 LIST_HEADER = ("RUN", "STATE", "WORKFLOW", "STEPS", "STARTED", "DURATION")
 
 
+def rerun_links(summary: Mapping[str, Any]) -> str:
+    """``rerun of A; rerun as B, C``: a run's origin and its reruns, or "" when it has none."""
+    links = []
+    if summary.get("rerun_of"):
+        links.append(f"rerun of {summary['rerun_of']}")
+    if summary.get("rerun_as"):
+        links.append(f"rerun as {', '.join(summary['rerun_as'])}")
+    return "; ".join(links)
+
+
 def list_text(rows: Sequence[dict[str, Any]], style: Styler = _plain) -> str:
     """``wf list``: a header, then a row per run (newest first, as given)."""
     cells: list[tuple[str, ...]] = []
@@ -260,6 +271,9 @@ def list_text(rows: Sequence[dict[str, Any]], style: Styler = _plain) -> str:
                 parts.append(style(f"interrupted: wf resume {row['run_id']}", "INTERRUPTED"))
             elif row.get("runner_alive"):
                 parts.append("(runner alive)")
+            links = rerun_links(row)
+            if links:
+                parts.append(f"({links})")
         lines.append("  ".join(parts).rstrip())
     return "\n".join(lines)
 

@@ -6,22 +6,47 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
+from typing import NoReturn, TypeVar
 
 import click
 
 from wf_engine.cli.context import EXIT_CODES, CliContext, note
 from wf_engine.cli.display import display_options
-from wf_engine.core.model import MAX_PARALLEL
+from wf_engine.core.model import EXECUTOR_NAMES, MAX_PARALLEL
 from wf_engine.errors import EXIT_CANCELLED, EXIT_OK
 from wf_engine.log import durable
 from wf_engine.plugins.manager import Plugins
 from wf_engine.runtime.cancellation import cancel_run
+from wf_engine.runtime.executors import ExecutorChoice, resolve
 from wf_engine.runtime.runner import Runner
 from wf_engine.runtime.runview import live_summary, read_run
 from wf_engine.runtime.stopsignals import StopSignals
 from wf_engine.runtime.store import check_run_id
 from wf_engine.runtime.takeover import RunRequest, create_run, resume_run
 from wf_engine.runtime.workflow_file import load_workflow
+
+_Command = TypeVar("_Command", bound=Callable[..., object])
+
+
+def executor_options(default: str) -> Callable[[_Command], _Command]:
+    """``--executor`` and ``--scheduler`` (``wf run``, ``wf rerun``); ``default`` says what
+    applies after the environment when neither is given."""
+
+    def add(command: _Command) -> _Command:
+        command = click.option(
+            "--scheduler",
+            metavar="ADDRESS",
+            help=f"Dask scheduler to use (default: $WF_DASK_SCHEDULER, else {default}, "
+            "else a LocalCluster on this machine).",
+        )(command)
+        return click.option(
+            "--executor",
+            type=click.Choice(EXECUTOR_NAMES),
+            help=f"What runs the steps (default: $WF_EXECUTOR, else {default}, else local).",
+        )(command)
+
+    return add
 
 
 @click.command(
@@ -30,7 +55,8 @@ from wf_engine.runtime.workflow_file import load_workflow
 Examples:
   wf run examples/image_pipeline/workflow.json
   wf run flow.json --max-parallel 2 --plain > run.log
-  wf run flow.json --detach && wf status --watch @last""",
+  wf run flow.json --detach && wf status --watch @last
+  wf run flow.json --executor dask --scheduler tcp://10.0.0.5:8786""",
 )
 @click.argument("workflow_file", metavar="WORKFLOW", type=click.Path())
 @click.option("--run-id", help="Id for the run; an existing unfinished run is resumed.")
@@ -38,6 +64,7 @@ Examples:
 @click.option("--fail-fast", is_flag=True, help="Cancel the rest when a step fails for good.")
 @click.option("--detach", is_flag=True, help="Run in the background; print the run id.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
+@executor_options(default="the workflow's")
 @click.option(
     "-p",
     "--plugin",
@@ -56,6 +83,8 @@ def run_command(
     fail_fast: bool,
     detach: bool,
     as_json: bool,
+    executor: str | None,
+    scheduler: str | None,
     plugin_modules: tuple[str, ...],
 ) -> None:
     """Run WORKFLOW (a JSON file) to the end; exit 0, 1 (FAILED) or 3 (CANCELLED)."""
@@ -63,14 +92,21 @@ def run_command(
     # RUNNING run without an owner: the runner (or the detach below) turns it into a cancel.
     signals = StopSignals().install()
     workflow = load_workflow(workflow_file)
+    choice = resolve(executor, scheduler, ExecutorChoice.of_workflow(workflow))
     plugins = obj.plugins_for_run(plugin_modules, progress=not (as_json or detach))
     if signals.requested:
         note("interrupted before the run was created: nothing was created")
         raise SystemExit(EXIT_CANCELLED)
-    runner: Runner | None
     if run_id is not None and obj.store.exists(check_run_id(run_id)):
         note(f"run {run_id} exists: resuming it")
-        runner = resume_run(obj.store, run_id, plugins, note, signals)
+        resumed = resume_run(obj.store, run_id, plugins, note, signals)
+        if resumed is None:
+            note(f"run {run_id} already finished")
+            state = read_run(obj.store.existing(run_id)).state
+            if as_json:
+                click.echo(json.dumps(live_summary(state), indent=2))
+            raise SystemExit(EXIT_CODES[state.status])
+        runner = resumed
     else:
         request = RunRequest(
             workflow=workflow,
@@ -78,20 +114,29 @@ def run_command(
             run_id=run_id,
             max_parallel=max_parallel,
             fail_fast=fail_fast,
+            executor=choice,
         )
         runner = create_run(obj.store, request, plugins, signals)
-    if runner is not None and detach:
+    run_to_the_end(obj, runner, plugins, signals, detach, as_json)
+
+
+def run_to_the_end(
+    obj: CliContext,
+    runner: Runner,
+    plugins: Plugins,
+    signals: StopSignals,
+    detach: bool,
+    as_json: bool,
+) -> NoReturn:
+    """Execute a run this command created (or hand it to a background runner), then exit
+    with its status: 0, 1 (FAILED) or 3 (CANCELLED)."""
+    if detach:
         raise SystemExit(_detach(obj, runner, plugins, signals))
-    if runner is not None:
-        with obj.watching(runner):
-            runner.execute()
-        state = runner.state
-    else:
-        note(f"run {run_id} already finished")
-        state = read_run(obj.store.existing(run_id or "")).state
+    with obj.watching(runner):
+        runner.execute()
     if as_json:
-        click.echo(json.dumps(live_summary(state), indent=2))
-    raise SystemExit(EXIT_CODES[state.status])
+        click.echo(json.dumps(live_summary(runner.state), indent=2))
+    raise SystemExit(EXIT_CODES[runner.state.status])
 
 
 def _detach(obj: CliContext, runner: Runner, plugins: Plugins, signals: StopSignals) -> int:

@@ -39,13 +39,23 @@ class RunOptions:
     fail_fast: bool
     #: Absolute folder of the workflow file: steps' default working directory.
     base_dir: str
+    #: What runs the attempts when it is not ``local`` (``dask``), and the scheduler it
+    #: connects to (``None``: a LocalCluster of its own), so ``wf resume`` uses the same.
+    executor: str | None = None
+    scheduler: str | None = None
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "max_parallel": self.max_parallel,
             "fail_fast": self.fail_fast,
             "base_dir": self.base_dir,
         }
+        # Omitted for a local run, so its log is byte for byte what it was before executors.
+        if self.executor is not None:
+            data["executor"] = self.executor
+        if self.scheduler is not None:
+            data["scheduler"] = self.scheduler
+        return data
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +67,9 @@ class RunCreated:
     #: Kept as JSON so that a log re-encodes to its own bytes whatever wrote the definition.
     workflow: dict[str, Any] = field(hash=False)
     options: RunOptions
+    #: The run this one reruns (``wf rerun``); ``None`` for any other run, and then not written,
+    #: so the logs of runs that are not reruns keep their bytes.
+    origin_run_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,6 +213,8 @@ def encode(event: Event) -> tuple[str, dict[str, Any]]:
                 "workflow": event.workflow,
                 "options": event.options.to_json(),
             }
+            if event.origin_run_id is not None:
+                payload["origin_run_id"] = event.origin_run_id
     return _TYPES[type(event)], payload
 
 
@@ -227,8 +242,14 @@ def decode(record: Record) -> Event:
 
 def _run_created(record: Record) -> RunCreated:
     raw = record["options"]
-    options = RunOptions(raw["max_parallel"], raw["fail_fast"], raw["base_dir"])
-    return RunCreated(record["run_id"], record["workflow"], options)
+    options = RunOptions(
+        raw["max_parallel"],
+        raw["fail_fast"],
+        raw["base_dir"],
+        raw.get("executor"),
+        raw.get("scheduler"),
+    )
+    return RunCreated(record["run_id"], record["workflow"], options, record.get("origin_run_id"))
 
 
 def _runner_started(record: Record) -> RunnerStarted:

@@ -14,6 +14,12 @@ For O(1) work per record the state is updated in place and returned, and it keep
 counters, dependents lists, a heap of READY steps in definition order and a heap of retry timers.
 Heap entries are invalidated lazily: each carries the step's ``epoch`` at push time, and an entry
 whose step has moved on since is skipped.
+
+A rerun (``run_created`` with ``origin_run_id``) opens with its carried-over steps: ``PENDING ->
+SUCCEEDED`` (``reason=reused``, attempt 0) and ``PENDING -> SKIPPED`` (``reason=not_selected``).
+Nothing executed them, so the fold accepts them only in the rerun's *opening*: right after its
+first ``runner_started``, before any other record (docs/log-format.md, "Reruns"); the writer puts
+the whole opening in the first commit batch, which ``replay --verify`` checks.
 """
 
 from __future__ import annotations
@@ -38,7 +44,15 @@ from wf_engine.core.events import (
 )
 from wf_engine.core.model import Workflow
 from wf_engine.core.records import Record, RecordChecker
-from wf_engine.core.states import LEGAL_TRANSITIONS, TERMINAL_STATES, RunStatus, StepState
+from wf_engine.core.states import (
+    CARRY_OVER_REASONS,
+    LEGAL_TRANSITIONS,
+    NOT_SELECTED,
+    REUSED,
+    TERMINAL_STATES,
+    RunStatus,
+    StepState,
+)
 from wf_engine.core.validation import WorkflowInvalid, workflow_from_data
 from wf_engine.errors import CorruptLog, IllegalTransition
 
@@ -47,6 +61,8 @@ from wf_engine.errors import CorruptLog, IllegalTransition
 _PENDING, _READY, _RUNNING = StepState.PENDING, StepState.READY, StepState.RUNNING
 _SUCCEEDED, _FAILED = StepState.SUCCEEDED, StepState.FAILED
 _SKIPPED, _CANCELLED = StepState.SKIPPED, StepState.CANCELLED
+#: The reason each carried-over state must give.
+_CARRIED = {_SUCCEEDED: REUSED, _SKIPPED: NOT_SELECTED}
 
 
 @dataclass(slots=True)
@@ -104,6 +120,10 @@ class RunState:
     runner_generation: int = 0
     runner_pid: int | None = None
     last_seq: int = 0
+    #: The run this one reruns, from ``run_created``.
+    origin_run_id: str | None = None
+    #: A rerun whose opening is not over: carried-over steps may still be recorded.
+    opening: bool = False
 
     @property
     def status(self) -> RunStatus:
@@ -123,6 +143,15 @@ def initial_state(record: Record) -> RunState:
     return start(_created(record), _seq(record))
 
 
+def _recorded_workflow(created: RunCreated, seq: int | None) -> Workflow:
+    try:
+        return workflow_from_data(created.workflow, source="run_created")
+    except WorkflowInvalid as exc:
+        # One line, so that ``wf list`` keeps one row per run.
+        problems = "; ".join(map(str, exc.problems)) or "invalid workflow"
+        raise IllegalTransition(seq, f"run_created is malformed: workflow: {problems}") from exc
+
+
 def _created(record: Record) -> RunCreated:
     event = decode(record) if record.get("type") == "run_created" else None
     if not isinstance(event, RunCreated):
@@ -130,14 +159,17 @@ def _created(record: Record) -> RunCreated:
     return event
 
 
-def start(created: RunCreated, seq: int | None = None) -> RunState:
-    """State right after ``created``: every step PENDING, roots unblocked."""
-    try:
-        workflow = workflow_from_data(created.workflow, source="run_created")
-    except WorkflowInvalid as exc:
-        # One line, so that ``wf list`` keeps one row per run.
-        problems = "; ".join(map(str, exc.problems)) or "invalid workflow"
-        raise IllegalTransition(seq, f"run_created is malformed: workflow: {problems}") from exc
+def start(
+    created: RunCreated, seq: int | None = None, workflow: Workflow | None = None
+) -> RunState:
+    """State right after ``created``: every step PENDING, roots unblocked.
+
+    ``workflow``: the already validated definition ``created.workflow`` was made from (by
+    ``Workflow.to_json``), when the caller is the one creating the run; a reader always
+    validates the definition it finds in the log.
+    """
+    if workflow is None:
+        workflow = _recorded_workflow(created, seq)
     count = len(workflow.steps)
     dependents: list[list[int]] = [[] for _ in range(count)]
     remaining = [0] * count
@@ -154,6 +186,8 @@ def start(created: RunCreated, seq: int | None = None) -> RunState:
         remaining=remaining,
         open_steps=count,
         last_seq=seq or 0,
+        origin_run_id=created.origin_run_id,
+        opening=created.origin_run_id is not None,
     )
     state.unblocked.update((i, None) for i in range(count) if remaining[i] == 0)
     return state
@@ -174,6 +208,8 @@ def apply_event(state: RunState, event: Event, seq: int | None = None) -> RunSta
     """
     if state.finished is not None:
         raise IllegalTransition(seq, f"{type_of(event)} after run_finished")
+    if state.opening and not _keeps_opening(state, event):
+        state.opening = False
     match event:
         case StepTransition() | AttemptEnded():
             _step(state, event, seq)
@@ -193,6 +229,29 @@ def apply_event(state: RunState, event: Event, seq: int | None = None) -> RunSta
     if seq is not None:
         state.last_seq = seq
     return state
+
+
+def _keeps_opening(state: RunState, event: Event) -> bool:
+    """The first ``runner_started`` and the carried-over steps after it; anything else ends it."""
+    if isinstance(event, RunnerStarted):
+        return state.runner_generation == 0
+    return isinstance(event, StepTransition) and event.reason in CARRY_OVER_REASONS
+
+
+def _carry_over(state: RunState, event: StepTransition | AttemptEnded, seq: int | None) -> None:
+    """Refuse a ``PENDING -> SUCCEEDED`` or a ``not_selected`` skip that is no carry-over."""
+    what = f"step {event.step!r}: {event.from_} -> {event.to} ({event.reason or 'no reason'})"
+    expected = _CARRIED.get(event.to)
+    if expected is None or event.reason != expected or type(event) is not StepTransition:
+        raise IllegalTransition(
+            seq,
+            f"{what}: a carried-over step goes to SUCCEEDED ({REUSED}) or SKIPPED "
+            f"({NOT_SELECTED}), with no exit code",
+        )
+    if not state.opening or state.runner_generation != 1:
+        raise IllegalTransition(
+            seq, f"{what}: legal only in a rerun's opening, right after its runner_started"
+        )
 
 
 def _seq(record: Record) -> int | None:
@@ -245,6 +304,8 @@ def _step(state: RunState, event: StepTransition | AttemptEnded, seq: int | None
         )
     if status.terminal:
         raise IllegalTransition(seq, f"step {step_id!r} already finished for good")
+    if source is _PENDING and (target is _SUCCEEDED or event.reason in CARRY_OVER_REASONS):
+        _carry_over(state, event, seq)
     expected_attempt = status.attempt + 1 if target is _RUNNING else status.attempt
     if event.attempt != expected_attempt:
         raise IllegalTransition(

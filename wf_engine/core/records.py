@@ -195,12 +195,17 @@ def _schema(
     return Schema({**required, **(optional or {})}, frozenset(required), nested or {})
 
 
-_OPTIONS = _schema({"max_parallel": POSITIVE, "fail_fast": BOOL, "base_dir": STR})
+_OPTIONS = _schema(
+    {"max_parallel": POSITIVE, "fail_fast": BOOL, "base_dir": STR},
+    {"executor": STR, "scheduler": STR},
+)
 
 #: Payload members per record type (docs/log-format.md, "Record types" and "What readers check").
 SCHEMAS: Mapping[str, Schema] = {
     "run_created": _schema(
-        {"run_id": STR, "workflow": OBJECT, "options": OBJECT}, nested={"options": _OPTIONS}
+        {"run_id": STR, "workflow": OBJECT, "options": OBJECT},
+        {"origin_run_id": STR},
+        nested={"options": _OPTIONS},
     ),
     "runner_started": _schema({"pid": INT}, {"argv": STR_LIST}),
     "step": _schema(

@@ -14,7 +14,9 @@ nothing (the step runs as in any run). The rules (docs/workflows.md, "Rerun"):
   reused, else the plan is refused, naming them. Every other step is reused when it may be, and
   otherwise left out (SKIPPED, ``not_selected``).
 
-Pure: the origin's state and the new definition in, a plan out.
+Pure: the origin's state and the new definition in, a plan out; ``carry_over`` turns the plan
+into the opening's step events, and ``reuse_refusal`` is what ``replay --verify`` holds each
+recorded reuse to when the origin's log is at hand.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any
 
+from wf_engine.core.events import StepTransition
 from wf_engine.core.fold import RunState
-from wf_engine.core.model import Workflow
-from wf_engine.core.states import StepState
+from wf_engine.core.model import Step, Workflow
+from wf_engine.core.states import NOT_SELECTED, REUSED, StepState
 from wf_engine.errors import UsageError
 
 
@@ -129,19 +132,15 @@ def _dirty(
     origin: RunState, workflow: Workflow, base_dir: str, from_steps: Iterable[str]
 ) -> dict[str, str]:
     """Step id -> why it must run whatever the origin did."""
-    moved = base_dir != origin.options.base_dir
+    moved = _moved(origin, base_dir)
     dirty: dict[str, str] = {}
     for step_id in from_steps:
         dirty.setdefault(step_id, "named by --from")
     for step in workflow.steps:
-        if step.id in dirty:
-            continue
-        if not origin.workflow.has_step(step.id):
-            dirty[step.id] = "new step"
-        elif moved:
-            dirty[step.id] = "the workflow's folder changed"
-        elif origin.workflow.step(step.id).to_json() != step.to_json():
-            dirty[step.id] = "definition changed"
+        if step.id not in dirty:
+            changed = _changed(origin, step, moved)
+            if changed is not None:
+                dirty[step.id] = changed
     # Downstream of anything dirty, breadth first: O(steps + edges).
     dependents: dict[str, list[str]] = {}
     for step in workflow.steps:
@@ -155,6 +154,52 @@ def _dirty(
                 dirty[step_id] = f"downstream of {upstream}"
                 frontier.append(step_id)
     return dirty
+
+
+def _moved(origin: RunState, base_dir: str) -> bool:
+    return base_dir != origin.options.base_dir
+
+
+def _changed(origin: RunState, step: Step, moved: bool) -> str | None:
+    """Why ``step`` is not the origin's step of that id (None: it is the same)."""
+    if not origin.workflow.has_step(step.id):
+        return "new step"
+    if moved:
+        return "the workflow's folder changed"
+    if origin.workflow.step(step.id).to_json() != step.to_json():
+        return "definition changed"
+    return None
+
+
+def carry_over(plan: RerunPlan) -> list[StepTransition]:
+    """The opening's step events: each reused step SUCCEEDED, each one left out SKIPPED."""
+    reasons = {
+        Action.REUSE: (StepState.SUCCEEDED, REUSED),
+        Action.SKIP: (StepState.SKIPPED, NOT_SELECTED),
+    }
+    events = []
+    for step_id, step_plan in plan.steps.items():
+        carried = reasons.get(step_plan.action)
+        if carried is not None:
+            events.append(StepTransition(step_id, StepState.PENDING, carried[0], 0, carried[1]))
+    return events
+
+
+def reuse_refusal(rerun: RunState, origin: RunState, step_id: str) -> str | None:
+    """Why ``rerun`` could not carry ``step_id`` over from ``origin`` (None: it could).
+
+    The origin must be the run ``rerun`` names, the step must have SUCCEEDED there (itself or
+    carried over from an earlier origin), with the same definition in the same folder.
+    """
+    if rerun.origin_run_id != origin.run_id:
+        return f"the rerun names {rerun.origin_run_id!r} as its origin, not {origin.run_id!r}"
+    changed = _changed(origin, rerun.workflow.step(step_id), _moved(origin, rerun.options.base_dir))
+    if changed is not None:
+        return f"{changed} since the origin"
+    state = _origin_state(origin, step_id)
+    if state is not StepState.SUCCEEDED:
+        return f"it did not succeed in the origin ({_outcome(origin, step_id)})"
+    return None
 
 
 def _origin_state(origin: RunState, step_id: str) -> StepState | None:

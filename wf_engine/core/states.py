@@ -34,7 +34,7 @@ S, F, K, C = StepState.SUCCEEDED, StepState.FAILED, StepState.SKIPPED, StepState
 
 LEGAL_TRANSITIONS: frozenset[tuple[StepState, StepState]] = frozenset(
     {
-        (P, R), (P, K), (P, C),
+        (P, R), (P, K), (P, C), (P, S),
         (R, X), (R, C),
         (X, S), (X, F), (X, C), (X, R),
         (F, R), (F, C),
@@ -44,7 +44,15 @@ LEGAL_TRANSITIONS: frozenset[tuple[StepState, StepState]] = frozenset(
 #: Terminal whatever happens next; a FAILED step is terminal only when its record says ``final``.
 TERMINAL_STATES = frozenset({S, K, C})
 
+#: The reasons of a rerun's carried-over steps: ``PENDING -> SUCCEEDED`` (its origin's success,
+#: reused) and ``PENDING -> SKIPPED`` (left out by ``--only``). Legal only in the rerun's opening
+#: (``wf_engine.core.fold``): no other record may claim a success nothing executed.
+REUSED = "reused"
+NOT_SELECTED = "not_selected"
+CARRY_OVER_REASONS = frozenset({REUSED, NOT_SELECTED})
+
 #: Reasons a step record may carry.
-REASONS = frozenset(
-    {"exit", "timeout", "cancelled", "dependency_failed", "interrupted", "spawn_error"}
+REASONS = (
+    frozenset({"exit", "timeout", "cancelled", "dependency_failed", "interrupted", "spawn_error"})
+    | CARRY_OVER_REASONS
 )

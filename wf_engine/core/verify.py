@@ -8,7 +8,11 @@ For each record, on the state folded from the records before it:
   ``run_finished``) must be among what ``decide`` answers for that state at the record's ``ts``;
 * an *observation* of an attempt's end must carry what the retry policy says for its exit
   (``final``, ``retry_delay_sec``, ``retry_at``); RUNNING->CANCELLED needs a stopping run and
-  RUNNING->READY (interrupted) needs a runner that started after the attempt did.
+  RUNNING->READY (interrupted) needs a runner that started after the attempt did;
+* a rerun's carried-over step (``reused``, ``not_selected``) must be in the first commit batch
+  (the fold already holds it to the opening) and, when the origin's state is given, each reuse
+  must be one the origin allowed (``wf_engine.core.rerun.reuse_refusal``). Without the origin
+  the log's own facts are checked and nothing more: the rerun's log is self-sufficient.
 
 The first divergence raises ``VerifyError`` naming the seq; ``verify_log`` names the file and line.
 
@@ -33,12 +37,14 @@ from wf_engine.core.decide import (
 from wf_engine.core.events import AttemptEnded, Event, RunFinished, StepTransition, decode, encode
 from wf_engine.core.fold import RunState, apply_event, initial_state
 from wf_engine.core.records import Record
-from wf_engine.core.states import StepState
+from wf_engine.core.rerun import reuse_refusal
+from wf_engine.core.states import CARRY_OVER_REASONS, REUSED, StepState
 from wf_engine.errors import CorruptLog, IllegalTransition
 
 _OBSERVED_FROM_RUNNING = {StepState.SUCCEEDED, StepState.FAILED, StepState.CANCELLED}
 #: Read per record: module globals, since ``StepState.X`` goes through the enum's metaclass.
 _READY, _RUNNING, _CANCELLED = StepState.READY, StepState.RUNNING, StepState.CANCELLED
+_PENDING, _SUCCEEDED = StepState.PENDING, StepState.SUCCEEDED
 #: What the retry policy decides about an attempt's end, compared as the log spells them.
 _POLICY_FIELDS = ("to", "final", "retry_delay_sec", "retry_at")
 
@@ -76,12 +82,15 @@ class Verifier:
         self._expected, self._expected_at = answer, now_us
 
 
-def verify_log(entries: Sequence[tuple[Record, Event]], source: str) -> None:
+def verify_log(
+    entries: Sequence[tuple[Record, Event]], source: str, origin: RunState | None = None
+) -> None:
     """Fold the log again from scratch, checking each event against the state before it.
 
     ``entries`` are the log's committed records from line 1 on, each with its event (as
     ``read_run`` keeps them, already decoded and checked by ``fold_records``), so the k-th is on
-    line k of ``source``: a divergence is ``CorruptLog`` naming that file and line.
+    line k of ``source``: a divergence is ``CorruptLog`` naming that file and line. ``origin``,
+    the final state of the run a rerun names, if the caller could read it.
     """
     state = initial_state(entries[0][0])
     verifier = Verifier()
@@ -92,10 +101,27 @@ def verify_log(entries: Sequence[tuple[Record, Event]], source: str) -> None:
             seq = record.get("seq")
             if record.get("ts") != ts:
                 ts, now_us = record.get("ts"), _ts(record)
-            verifier.check(state, event, seq, now_us)
+            if isinstance(event, StepTransition) and event.reason in CARRY_OVER_REASONS:
+                _check_carry_over(state, record, event, origin)
+            else:
+                verifier.check(state, event, seq, now_us)
             apply_event(state, event, seq)
         except IllegalTransition as exc:
             raise CorruptLog(source, line, str(exc)) from exc
+
+
+def _check_carry_over(
+    state: RunState, record: Record, event: StepTransition, origin: RunState | None
+) -> None:
+    """A carried-over step: in the rerun's first batch, and a reuse the origin allowed."""
+    seq = record.get("seq")
+    if record.get("batch") != 1:
+        _fail(seq, f"step {event.step!r} carried over outside the rerun's first commit batch")
+    if origin is None or event.reason != REUSED or not state.workflow.has_step(event.step):
+        return  # the fold names an unknown step
+    refusal = reuse_refusal(state, origin, event.step)
+    if refusal is not None:
+        _fail(seq, f"step {event.step!r} reused from {origin.run_id}, but {refusal}")
 
 
 def check_record(state: RunState, record: Record) -> None:
@@ -117,6 +143,8 @@ def _decision(
     source, target = event.from_, event.to
     if source is not state.steps[index].state:
         return None  # the fold names it
+    if source is _PENDING and event.reason in CARRY_OVER_REASONS:
+        return None  # a rerun's carried-over step: the fold holds it to the opening
     if source is _RUNNING and target is _READY:
         if isinstance(event, AttemptEnded) and event.reason == "interrupted":
             if not event.error:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from wf_engine.core import clock
 from wf_engine.core.events import Event, RunCreated, encode
 from wf_engine.core.fold import RunState, apply_event, start
+from wf_engine.core.model import Workflow
 from wf_engine.core.records import Record
 from wf_engine.log.eventlog import EventLog
 from wf_engine.plugins.manager import Plugins
@@ -40,9 +41,15 @@ class Commit:
             log.before_sync = lambda records: plugins.log_before_sync(run_id, list(records))
 
     @classmethod
-    def create(cls, log: EventLog, created: RunCreated, plugins: Plugins) -> Commit:
-        """A new run: its state starts from ``created``, which opens the first batch."""
-        commit = cls(log, start(created), plugins)
+    def create(
+        cls, log: EventLog, created: RunCreated, plugins: Plugins, workflow: Workflow | None = None
+    ) -> Commit:
+        """A new run: its state starts from ``created``, which opens the first batch.
+
+        ``workflow`` is the validated definition ``created`` holds, when the caller has it: a
+        definition of 10,000 steps then is not validated a second time (``fold.start``).
+        """
+        commit = cls(log, start(created, workflow=workflow), plugins)
         commit._queued.append(created)
         return commit
 

@@ -11,8 +11,7 @@ derived per step (durations, counts) is computed once, when a summary is asked f
 
 from __future__ import annotations
 
-import datetime as _dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,22 +125,6 @@ def _until(records: Iterable[Record], last_seq: int) -> Iterable[Record]:
 
 # -- times ---------------------------------------------------------------------------------------
 
-_EPOCH = _dt.datetime(1970, 1, 1)
-
-
-def iso_us(text: str) -> int:
-    """``clock.from_iso`` for the log's fixed-width spelling, through ``fromisoformat`` (written
-    in C: twenty times cheaper than ``strptime``), since ``status`` converts two times per step.
-    Anything else goes the slow, strict way."""
-    if len(text) == 27 and text[10] == "T" and text[26] == "Z":
-        try:
-            delta = _dt.datetime.fromisoformat(text[:26]) - _EPOCH
-        except ValueError:
-            pass
-        else:
-            return (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
-    return clock.from_iso(text)
-
 
 class _Seconds:
     """Durations between ``ts`` values; the records of a batch share one ``ts``, so each
@@ -153,7 +136,7 @@ class _Seconds:
     def us(self, text: str) -> int:
         value = self.known.get(text)
         if value is None:
-            value = self.known[text] = iso_us(text)
+            value = self.known[text] = clock.from_iso(text)
         return value
 
     def between(self, start: str | None, end: str | int | None) -> float | None:
@@ -233,8 +216,11 @@ def live_summary(state: RunState) -> dict[str, Any]:
     }
 
 
-def run_summary(view: RunView, now_us: int | None = None) -> dict[str, Any]:
-    """The ``wf status --json`` object.
+def run_summary(
+    view: RunView, now_us: int | None = None, rerun_as: Sequence[str] = ()
+) -> dict[str, Any]:
+    """The ``wf status --json`` object; ``rerun_as``, the runs that rerun this one (the caller
+    looks for them: this run's log cannot name them).
 
     A RUNNING step's ``duration_sec`` runs up to ``now_us`` (default: the clock) while a runner
     owns the run, else up to the last record; the run's ``duration_sec`` likewise.
@@ -252,6 +238,7 @@ def run_summary(view: RunView, now_us: int | None = None) -> dict[str, Any]:
         "runner_alive": view.runner_alive,
         "interrupted": view.interrupted,
         "rerun_of": timings.origin_run_id,
+        "rerun_as": list(rerun_as),
         "created": timings.created,
         "finished": timings.finished,
         "duration_sec": _Seconds().between(timings.created, end),

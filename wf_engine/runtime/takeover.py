@@ -1,27 +1,28 @@
 """Taking ownership of a run: create a new one, or resume one a dead runner left behind.
 
-Both paths end with a ``Runner`` whose first batch (``run_created`` + ``runner_started``, or
-``runner_started`` + interrupted steps) is already durable and announced, committed as every
-later batch is (``wf_engine.runtime.commit``). Reading a run without owning it
-(``status``, ``replay``) lives in ``wf_engine.runtime.runview``.
+Both paths end with a ``Runner`` whose first batch (``run_created`` + ``runner_started``, and a
+rerun's carried-over steps; or ``runner_started`` + interrupted steps) is already durable and
+announced, committed as every later batch is (``wf_engine.runtime.commit``). Reading a run
+without owning it (``status``, ``replay``) lives in ``wf_engine.runtime.runview``.
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from wf_engine.core import clock
 from wf_engine.core.decide import interrupted_event
 from wf_engine.core.events import RunCreated, RunOptions
 from wf_engine.core.fold import RunState, fold_records
 from wf_engine.core.model import Workflow
+from wf_engine.core.rerun import RerunPlan, carry_over
 from wf_engine.errors import UsageError
 from wf_engine.log.eventlog import EventLog, LogScan, cut_torn_tail
 from wf_engine.plugins.manager import Plugins
 from wf_engine.runtime.commit import Commit
 from wf_engine.runtime.executor import Notify
-from wf_engine.runtime.localexec import LocalExecutor
+from wf_engine.runtime.executors import ExecutorChoice, factory_for
 from wf_engine.runtime.ownership import RunLock
 from wf_engine.runtime.runner import ExecutorFactory, Runner, runner_started_event
 from wf_engine.runtime.stopsignals import StopSignals
@@ -35,6 +36,11 @@ class RunRequest:
     run_id: str | None = None
     max_parallel: int | None = None
     fail_fast: bool = False
+    #: Recorded in the run's options, so ``wf resume`` and ``wf cancel`` use the same.
+    executor: ExecutorChoice = field(default_factory=ExecutorChoice)
+    #: A rerun's plan: ``run_created`` names its origin, and its carried-over steps are in the
+    #: first batch (docs/workflows.md, "Rerun").
+    rerun: RerunPlan | None = None
 
 
 def default_parallelism(workflow: Workflow) -> int:
@@ -46,9 +52,12 @@ def create_run(
     request: RunRequest,
     plugins: Plugins,
     signals: StopSignals | None = None,
-    executor: ExecutorFactory = LocalExecutor,
+    executor: ExecutorFactory | None = None,
 ) -> Runner:
     """Create the run folder and its log; the first batch holds the whole definition.
+
+    ``executor`` defaults to the one ``request.executor`` names, checked (an extra that is not
+    installed is a usage error) before anything is created.
 
     ``signals``, installed by the caller before this is called, carries a SIGINT/SIGTERM that
     arrives meanwhile to the runner, which then cancels the run instead of leaving it ownerless.
@@ -57,13 +66,20 @@ def create_run(
     max_parallel = request.max_parallel or default_parallelism(request.workflow)
     if max_parallel < 1:
         raise UsageError("--max-parallel must be at least 1")
-    options = RunOptions(max_parallel, request.fail_fast, os.path.abspath(request.base_dir))
+    if executor is None:
+        executor = factory_for(request.executor)
+    options = request.executor.record_into(
+        RunOptions(max_parallel, request.fail_fast, os.path.abspath(request.base_dir))
+    )
     paths = store.create(run_id)
     lock = RunLock.acquire(paths.runner_lock, run_id)
     log = EventLog.create(paths.events)
-    created = RunCreated(run_id, request.workflow.to_json(), options)
-    commit = Commit.create(log, created, plugins)
+    origin = request.rerun.origin_run_id if request.rerun is not None else None
+    created = RunCreated(run_id, request.workflow.to_json(), options, origin)
+    commit = Commit.create(log, created, plugins, request.workflow)
     commit.record(runner_started_event())
+    for event in carry_over(request.rerun) if request.rerun is not None else ():
+        commit.record(event)
     commit.commit_opening(clock.now_us(), paths.root, resumed=False)
     return Runner(paths, commit, plugins, lock, signals, executor)
 
@@ -74,9 +90,14 @@ def resume_run(
     plugins: Plugins,
     notify: Notify,
     signals: StopSignals | None = None,
-    executor: ExecutorFactory = LocalExecutor,
+    executor: ExecutorFactory | None = None,
+    scheduler: str | None = None,
 ) -> Runner | None:
     """Own an unfinished run again; ``None`` if it already finished (nothing to do).
+
+    ``executor`` defaults to the one the run recorded (the same Dask scheduler, say), so the
+    leftovers of the dead runner's attempts are looked for where they ran; ``scheduler`` is a
+    new address of the recorded Dask cluster (a usage error for a run of another executor).
 
     Order matters: the lock first (no other writer), then the torn tail is cut (kept beside the
     log), then every leftover process of the dead runner's attempts is killed and proven dead
@@ -87,12 +108,15 @@ def resume_run(
     lock = RunLock.acquire(paths.runner_lock, run_id)
     try:
         state, scan = _load(paths)
+        choice = ExecutorChoice.recorded(state.options).moved_to(scheduler)  # before any change
         if scan.torn is not None:
             backup = cut_torn_tail(paths.events, scan.torn)
             notify(f"{scan.torn.describe()}; cut it off (bytes kept in {backup})")
         if state.finished is not None:
             lock.close()
             return None
+        if executor is None:
+            executor = factory_for(choice)
         commit = Commit(EventLog.open(paths.events, state.last_seq), state, plugins)
     except BaseException:
         lock.close()
