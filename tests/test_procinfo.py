@@ -76,3 +76,38 @@ def test_pipe_holders_names_the_processes_holding_a_pipe(path: str) -> None:
         holder.kill()
         holder.wait()
         os.close(read_end)
+
+
+@pytest.mark.skipif(not oscaps.HAS_PROCFS, reason="the incremental scan reads /proc")
+def test_the_mark_scanner_reads_only_processes_new_since_its_last_scan(
+    tmp_path: object, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever the pid layout (a wrapped pid counter below a long-lived high pid included),
+    a scan right after another reads the environment of new processes only, and finds them."""
+    read: list[int] = []
+    real_read = procinfo._read_marked
+
+    def counting(pid: int, needle: bytes) -> procinfo.MarkedProcess | None:
+        read.append(pid)
+        return real_read(pid, needle)
+
+    monkeypatch.setattr(procinfo, "_read_marked", counting)
+    key = procinfo.attempt_key(str(tmp_path), "step", 1)
+    scanner = procinfo.MarkScanner(procinfo.run_mark(str(tmp_path)) + "/")
+    before = {int(name) for name in os.listdir("/proc") if name.isdigit()}
+    assert scanner.scan() == []  # a full scan: it reads every process
+    assert before - set(read) <= {os.getpid()} | (before - _living())
+    child = marked_child(key)
+    try:
+        read.clear()
+        found = wait_until(scanner.scan, 10, "the marked child")
+        assert [p.pid for p in found] == [child.pid]
+        assert child.pid in read
+        assert not set(read) & before  # nothing the first scan read is read again
+    finally:
+        child.kill()
+        child.wait()
+
+
+def _living() -> set[int]:
+    return {int(name) for name in os.listdir("/proc") if name.isdigit()}

@@ -91,25 +91,27 @@ class MarkScanner:
 
     A full scan reads every process's environment (about 10 µs each). Between two scans, only
     processes that appeared since need reading: a process that carried no mark when it was seen
-    cannot gain one (an attempt's processes are created after the attempt, with the mark). Its
-    pid could only come back as another process after the pid counter wrapped, which shows as a
-    new pid far below the highest seen; that, or a last scan over ``FULL_SCAN_AFTER_SEC`` old,
-    makes the next scan a full one. Processes that did carry a mark are read again every time (they
-    may have exited or become zombies). Linux only; elsewhere every scan is ``find_marked``'s.
+    cannot gain one (an attempt's processes are created after the attempt, with the mark). A pid
+    seen unmarked can only name another process once it was allocated again, and the kernel's
+    pid counter (``/proc/sys/kernel/ns_last_pid``) says which pids were allocated since the last
+    scan: those are read again. When the counter went backwards (it wrapped at ``pid_max``,
+    32768 by default on Linux), when it cannot be read, or when the last scan is over
+    ``FULL_SCAN_AFTER_SEC`` old, the scan is a full one. (Comparing new pids with the highest
+    pid listed cannot tell a wrap: a long-lived process may hold a high pid long after the
+    counter wrapped, and every scan would then be a full one.) Processes that did carry a mark
+    are read again every time (they may have exited or become zombies). Linux only; elsewhere
+    every scan is ``find_marked``'s.
     """
 
     FULL_SCAN_AFTER_SEC = 1.0
-    #: Pids of processes forked at the same moment become visible in any order: only a new pid
-    #: this far below the highest seen is taken for a wrapped pid counter.
-    REORDER_MARGIN = 1024
 
     def __init__(self, prefix: str) -> None:
         self._prefix = prefix
         self._needle = _needle(prefix)
-        #: Every pid listed by the last scan, and whether it carried no mark.
-        self._listed: set[int] = set()
+        #: Pids of the last scan's processes that carried no mark.
         self._unmarked: set[int] = set()
-        self._highest = 0
+        #: The pid counter when the last scan listed ``/proc`` (None: unknown).
+        self._counter: int | None = None
         self._scanned_at = -math.inf
 
     def scan(self, leaders: frozenset[int] = frozenset()) -> list[MarkedProcess]:
@@ -119,16 +121,18 @@ class MarkScanner:
             return [p for p in find_marked(self._prefix) if p.pid not in leaders]
         now = time.monotonic()
         pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
-        known = self._unmarked
-        if now - self._scanned_at > self.FULL_SCAN_AFTER_SEC or any(
-            pid < self._highest - self.REORDER_MARGIN and pid not in self._listed for pid in pids
-        ):
-            known = set()
+        # Read after listing: every listed process was allocated at or before this count.
+        counter, before = _pid_counter(), self._counter
+        known: set[int] = set()
+        reallocated = range(0)
+        recent = now - self._scanned_at <= self.FULL_SCAN_AFTER_SEC
+        if recent and counter is not None and before is not None and counter >= before:
+            known, reallocated = self._unmarked, range(before + 1, counter + 1)
         me = os.getpid()
         found: list[MarkedProcess] = []
         unmarked: set[int] = set()
         for pid in pids:
-            if pid in known:
+            if pid in known and pid not in reallocated:
                 unmarked.add(pid)
                 continue
             if pid in leaders:
@@ -138,11 +142,19 @@ class MarkScanner:
                 unmarked.add(pid)
             elif pid != me:
                 found.append(process)
-        self._listed = set(pids)
         self._unmarked = unmarked
-        self._highest = max(pids, default=0)
+        self._counter = counter
         self._scanned_at = now
         return found
+
+
+def _pid_counter() -> int | None:
+    """The last pid the kernel allocated in this pid namespace, or None where unreadable."""
+    try:
+        with open("/proc/sys/kernel/ns_last_pid", "rb") as file:
+            return int(file.read())
+    except (OSError, ValueError):
+        return None
 
 
 def holder(pid: int, key: str) -> MarkedProcess | None:
