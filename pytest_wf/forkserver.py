@@ -49,6 +49,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wf_engine.plugins.discovery import installed_digest
+
 __all__ = [
     "ForkServer",
     "ForkServerError",
@@ -229,6 +231,18 @@ class ForkServer:
     def alive(self) -> bool:
         return self._dead is None and self.process.poll() is None
 
+    @property
+    def idle(self) -> bool:
+        """No command of this server is running (it may be retired)."""
+        return not self._jobs
+
+    def retire(self) -> None:
+        """Stop an idle server for good: unlike ``close``, it leaves every tagged process alone
+        (the test session goes on; its background runs are not this server's)."""
+        with contextlib.suppress(ForkServerError):
+            self._send({"op": "retire"})
+        self.close()
+
     def close(self) -> None:
         """Close the connection: the server kills what it started and exits."""
         with contextlib.suppress(OSError):
@@ -272,6 +286,9 @@ def _read_and_remove(path: Path) -> str:
 
 _SERVERS: dict[tuple[Any, ...], ForkServer] = {}
 _LOCK = threading.Lock()
+#: Servers kept at once: one per environment a session used, each an idle interpreter of
+#: about 25 MB; past this many, the least recently used idle one is retired.
+MAX_SERVERS = 6
 
 
 def run_command(
@@ -282,12 +299,26 @@ def run_command(
     sweep_prefix: str,
 ) -> subprocess.CompletedProcess[str]:
     """Run ``wf ARGV`` through this process's server for ``env`` (started on first use)."""
-    key = (server_key(env), sys.executable, sweep_prefix)
+    # A package installed since a server started (a plugin, say) is not on its import path
+    # (``.pth`` files are read at start-up): a changed set of distributions gets a new server.
+    key = (server_key(env), sys.executable, sweep_prefix, installed_digest())
     with _LOCK:
-        server = _SERVERS.get(key)
+        server = _SERVERS.pop(key, None)  # put back last: the dict is in order of use
         if server is None or not server.alive:
-            server = _SERVERS[key] = ForkServer(env, sweep_prefix)
+            server = ForkServer(env, sweep_prefix)
+        _SERVERS[key] = server
+        retired = _over_the_limit()
+    for old in retired:
+        old.retire()
     return server.run(argv, env, cwd, timeout)
+
+
+def _over_the_limit() -> list[ForkServer]:
+    """Take the least recently used idle servers beyond ``MAX_SERVERS`` out of ``_SERVERS``
+    (the last one, just used, stays)."""
+    excess = len(_SERVERS) - MAX_SERVERS
+    keys = [key for key, server in list(_SERVERS.items())[:-1] if server.idle][: max(0, excess)]
+    return [_SERVERS.pop(key) for key in keys]
 
 
 def shutdown() -> None:
@@ -336,7 +367,7 @@ def serve(fd: int, sweep_prefix: str) -> None:
     server = _Server(control, selector, (wake_r, wake_w))
     server.reply({"ready": os.getpid()})
     server.loop()
-    server.stop(sweep_prefix)
+    server.stop("" if server.retiring else sweep_prefix)
 
 
 #: Engine modules never imported ahead: optional extras (they may be absent, heavy, or start
@@ -374,6 +405,8 @@ class _Server:
         self.wake = wake
         self.children: dict[int, int] = {}  # pid -> request id
         self.buffer = b""
+        #: Asked to exit while the test session goes on: nothing tagged is swept.
+        self.retiring = False
 
     def reply(self, message: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
@@ -397,6 +430,9 @@ class _Server:
                     self.reap()
 
     def handle(self, request: dict[str, Any]) -> None:
+        if request["op"] == "retire":
+            self.retiring = True
+            return
         if request["op"] == "signal":
             for pid, job in self.children.items():
                 if job == request["id"]:
@@ -426,7 +462,8 @@ class _Server:
                 self.reply({"id": job, "returncode": os.waitstatus_to_exitcode(status)})
 
     def stop(self, sweep_prefix: str) -> None:
-        """The test process went away: kill what it started, then everything it tagged."""
+        """The test process went away (or retired this server): kill what it started, then
+        everything it tagged (``sweep_prefix``; "" for a retired server)."""
         for pid in self.children:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)

@@ -142,3 +142,22 @@ def test_the_server_cleans_up_when_its_test_process_dies(tmp_path: Path) -> None
     pids = kit.pids("start")
     assert len(pids) == 2
     wait_until(lambda: not any(process_alive(pid) for pid in pids), 30, "the steps to be killed")
+
+
+def test_idle_servers_past_the_limit_are_retired_without_touching_live_runs(
+    wf: WfHarness, wf_tasks: TaskKit
+) -> None:
+    """Every environment gets a server; past ``MAX_SERVERS`` the least recently used idle one
+    exits, and a run the test started in the background lives on."""
+    from pytest_wf import forkserver
+
+    running = wf.start(dag("bg", [step("hang", wf_tasks("hang"))]))
+    running.wait_for_step("hang", "RUNNING")
+    hang = running.step_process("hang")
+    flow = dag("env", [step("a", wf_tasks("ok"))])
+    for n in range(forkserver.MAX_SERVERS + 2):
+        assert wf.run(flow, env={"LC_WF_TEST_SERVER": str(n)}).returncode == 0, n
+    assert len(forkserver._SERVERS) <= forkserver.MAX_SERVERS
+    assert process_alive(hang.pid) and running.process.poll() is None
+    running.signal(signal.SIGTERM)
+    assert running.wait().returncode == 3

@@ -254,6 +254,12 @@ class Installed:
         self.saved = True
 
 
+def installed_digest() -> str:
+    """A digest of the distributions installed on ``sys.path``: it changes when a package is
+    installed, upgraded or removed (``pytest_wf``'s fork servers are keyed by it)."""
+    return _environment()[1]
+
+
 def _environment() -> tuple[str, str]:
     """The cache key: the interpreter and the folders of ``sys.path`` that hold distributions;
     and a digest of those distributions (names and mtimes)."""
