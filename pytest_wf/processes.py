@@ -19,12 +19,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from wf_engine.runtime import procinfo
 
 __all__ = [
     "TAG_VAR",
@@ -67,7 +68,7 @@ def _state(pid: int) -> str | None:
             return "Z"  # gone between kill(0) and here: as dead as a zombie
     except (OSError, IndexError):
         return None
-    state = _ps("-o", "stat=", "-p", str(pid)).strip()
+    state = procinfo.ps("-o", "stat=", "-p", str(pid)).strip()
     return state or "Z"
 
 
@@ -93,7 +94,7 @@ def _group_members(pgid: int) -> Iterator[int]:
             if stat is not None and stat[1] == pgid and stat[0] != "Z":
                 yield pid
         return
-    for line in _ps("-A", "-o", "pid=,pgid=,stat=").splitlines():
+    for line in procinfo.ps("-A", "-o", "pid=,pgid=,stat=").splitlines():
         words = line.split()
         if len(words) == 3 and int(words[1]) == pgid and not words[2].startswith("Z"):
             yield int(words[0])
@@ -208,18 +209,10 @@ def _linux_tagged(prefix: str) -> Iterator[TaggedProcess]:
 def _ps_tagged(prefix: str) -> Iterator[TaggedProcess]:
     """``ps e`` appends each process's environment to its command line."""
     needle = f" {TAG_VAR}={prefix}"
-    for line in _ps("axeww", "-o", "pid=,pgid=,stat=,command=").splitlines():
+    for line in procinfo.ps("axeww", "-o", "pid=,pgid=,stat=,command=").splitlines():
         at = line.find(needle)
         words = line.split(maxsplit=3)
         if at < 0 or len(words) < 3 or words[2].startswith("Z"):
             continue
         tag = line[at + len(f" {TAG_VAR}=") :].split(" ", 1)[0]
         yield TaggedProcess(int(words[0]), int(words[1]), tag)
-
-
-def _ps(*args: str) -> str:
-    try:
-        done = subprocess.run(["ps", *args], capture_output=True, text=True, check=False)
-    except OSError:
-        return ""
-    return done.stdout

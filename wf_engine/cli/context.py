@@ -91,3 +91,14 @@ class CliContext:
 def note(message: str) -> None:
     """A remark about what the engine did on the user's behalf (stderr, never stdout)."""
     click.echo(f"wf: {message}", err=True)
+
+
+#: ``-p MODULE`` of every command that loads plugins (``run``, ``resume``, ``rerun``, ``plugins``).
+plugin_option = click.option(
+    "-p",
+    "--plugin",
+    "plugin_modules",
+    multiple=True,
+    metavar="MODULE",
+    help="Load the plugin module MODULE too (repeatable).",
+)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wf_engine.cli.context import CliContext
+from wf_engine.cli.context import CliContext, plugin_option
 
 
 @click.command(
@@ -14,14 +14,7 @@ Examples:
   wf plugins
   WF_PLUGINS=my_plugin wf plugins -p another_plugin""",
 )
-@click.option(
-    "-p",
-    "--plugin",
-    "plugin_modules",
-    multiple=True,
-    metavar="MODULE",
-    help="Also load the plugin module MODULE (repeatable).",
-)
+@plugin_option
 @click.pass_obj
 def plugins_command(obj: CliContext, plugin_modules: tuple[str, ...]) -> None:
     """List loaded plugins (entry points, $WF_PLUGINS, -p, internal) and their hooks."""

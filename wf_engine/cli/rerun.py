@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import click
 
-from wf_engine.cli.context import CliContext, note
+from wf_engine.cli.context import CliContext, note, plugin_option
 from wf_engine.cli.display import display_options
 from wf_engine.cli.run import executor_options, run_to_the_end
 from wf_engine.cli.runids import RUN_ID, STEP, did_you_mean
@@ -75,14 +75,7 @@ Examples:
 @click.option("--fail-fast", is_flag=True, help="Cancel the rest when a step fails for good.")
 @click.option("--detach", is_flag=True, help="Run in the background; print the run id.")
 @executor_options(default="the origin's (with --workflow: that file's)")
-@click.option(
-    "-p",
-    "--plugin",
-    "plugin_modules",
-    multiple=True,
-    metavar="MODULE",
-    help="Load the plugin module MODULE for this run (repeatable).",
-)
+@plugin_option
 @display_options
 @click.pass_obj
 def rerun_command(

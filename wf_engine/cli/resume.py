@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from wf_engine.cli.context import EXIT_CODES, CliContext, note
+from wf_engine.cli.context import EXIT_CODES, CliContext, note, plugin_option
 from wf_engine.cli.display import display_options
 from wf_engine.cli.render import error_text
 from wf_engine.cli.runids import RUN_ID
@@ -34,14 +34,7 @@ Examples:
     metavar="ADDRESS",
     help="New address of the Dask scheduler the run recorded (default: the recorded one).",
 )
-@click.option(
-    "-p",
-    "--plugin",
-    "plugin_modules",
-    multiple=True,
-    metavar="MODULE",
-    help="Load the plugin module MODULE for this run (repeatable).",
-)
+@plugin_option
 @display_options
 @click.pass_obj
 def resume_command(

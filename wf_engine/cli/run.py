@@ -11,7 +11,7 @@ from typing import NoReturn, TypeVar
 
 import click
 
-from wf_engine.cli.context import EXIT_CODES, CliContext, note
+from wf_engine.cli.context import EXIT_CODES, CliContext, note, plugin_option
 from wf_engine.cli.display import display_options
 from wf_engine.core.model import EXECUTOR_NAMES, MAX_PARALLEL
 from wf_engine.errors import EXIT_CANCELLED, EXIT_OK
@@ -65,14 +65,7 @@ Examples:
 @click.option("--detach", is_flag=True, help="Run in the background; print the run id.")
 @click.option("--json", "as_json", is_flag=True, help="Print the final status as JSON.")
 @executor_options(default="the workflow's")
-@click.option(
-    "-p",
-    "--plugin",
-    "plugin_modules",
-    multiple=True,
-    metavar="MODULE",
-    help="Load the plugin module MODULE for this run (repeatable).",
-)
+@plugin_option
 @display_options
 @click.pass_obj
 def run_command(

@@ -253,7 +253,8 @@ def _key_in(entries: list[bytes], needle: bytes) -> str | None:
 _LSTART_WORDS = 5
 
 
-def _ps(*args: str) -> str:
+def ps(*args: str) -> str:
+    """What ``ps ARGS`` prints, or "" when it cannot run (no ``ps`` on this system)."""
     try:
         done = subprocess.run(["ps", *args], capture_output=True, text=True, check=False)
     except OSError:
@@ -262,7 +263,7 @@ def _ps(*args: str) -> str:
 
 
 def _ps_start_id(pid: int, zombie_too: bool) -> str | None:
-    words = _ps("-o", "stat=,lstart=", "-p", str(pid)).split()
+    words = ps("-o", "stat=,lstart=", "-p", str(pid)).split()
     if len(words) != 1 + _LSTART_WORDS or (words[0].startswith("Z") and not zombie_too):
         return None
     return "ps:" + " ".join(words[1:])
@@ -271,7 +272,7 @@ def _ps_start_id(pid: int, zombie_too: bool) -> str | None:
 def _ps_marked(prefix: str) -> Iterator[MarkedProcess]:
     """``ps e`` appends each process's environment to its command line."""
     needle = f" {ATTEMPT_KEY_VAR}={prefix}"
-    for line in _ps("axeww", "-o", "pid=,pgid=,stat=,lstart=,command=").splitlines():
+    for line in ps("axeww", "-o", "pid=,pgid=,stat=,lstart=,command=").splitlines():
         at = line.find(needle)
         if at < 0:
             continue
