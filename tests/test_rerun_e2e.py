@@ -216,6 +216,7 @@ def test_refusals_are_exit_2_with_a_clear_message(wf: WfHarness, wf_tasks: TaskK
         ("rerun", run_id, "--only", "zz"): "--only: run " + run_id + " has no step 'zz'",
         ("rerun", run_id, "--run-id", run_id): "already exists",
         ("rerun", run_id, "--workflow", "missing.json"): "cannot read file",
+        ("rerun", run_id, "--scheduler", "tcp://10.0.0.7:1"): "--executor dask",
     }
     for args, message in cases.items():
         done = wf.cli(*args)
@@ -229,6 +230,19 @@ def test_refusals_are_exit_2_with_a_clear_message(wf: WfHarness, wf_tasks: TaskK
     assert "is still RUNNING (its runner is alive)" in busy.stderr
     running.signal(signal.SIGTERM)
     assert running.wait().returncode == 3
+
+
+def test_detach_runs_the_rerun_in_the_background(wf: WfHarness, wf_tasks: TaskKit) -> None:
+    origin = _failed(wf, wf_tasks)
+    flow = wf.workflow_file(_flow(wf_tasks, wf_tasks("ok")))
+    done = wf.cli("rerun", str(origin.run_id), "--workflow", str(flow), "--detach")
+    assert done.returncode == 0, done.stderr
+    rerun = done.stdout.strip()
+    finished = wf.cli("status", rerun, "--watch", timeout=120)
+    assert finished.returncode == 0, finished.stderr
+    status = wf.status(rerun)
+    assert status["state"] == "SUCCEEDED" and status["rerun_of"] == origin.run_id
+    assert _starts(wf_tasks) == {"a": 1, "b": 2, "c": 1, "d": 1}
 
 
 def test_help_has_a_purpose_and_examples(wf: WfHarness) -> None:

@@ -32,6 +32,28 @@ from wf_engine.runtime.store import RunPaths, RunStore
 
 #: ``wf status --watch``: seconds between two looks at the log (at least).
 WATCH_INTERVAL_SEC = 1.0
+#: How long an unfinished run may have no live runner before ``--watch`` stops following it:
+#: ``wf run --detach`` hands its run over to a background ``wf resume``, and in between nobody
+#: owns it.
+OWNERLESS_GRACE_SEC = 5.0
+
+
+class _Owner:
+    """Whether a watched run is over for the watcher: finished, or ownerless for too long."""
+
+    def __init__(self) -> None:
+        self._ownerless_since: float | None = None
+
+    def gone(self, view: RunView) -> bool:
+        if view.state.finished is not None:
+            return True
+        if view.runner_alive:
+            self._ownerless_since = None
+            return False
+        now = time.monotonic()
+        if self._ownerless_since is None:
+            self._ownerless_since = now
+        return now - self._ownerless_since >= OWNERLESS_GRACE_SEC
 
 
 @click.command(
@@ -96,6 +118,7 @@ def _watch(store: RunStore, paths: RunPaths) -> int:
             live = Live(console=console, auto_refresh=False, transient=True)
             live.start()
     seen: tuple[int, int] | None = None
+    owner = _Owner()
     try:
         while True:
             started = time.monotonic()
@@ -109,7 +132,7 @@ def _watch(store: RunStore, paths: RunPaths) -> int:
                     click.echo("")
                 click.echo(_status_page(store, view, False))
             seen = (size, view.state.last_seq)
-            if view.state.finished is not None or not view.runner_alive:
+            if owner.gone(view):
                 if live is not None:  # the whole last page stays, as ``wf status`` prints it
                     live.stop()
                     live = None
@@ -125,7 +148,8 @@ def _watch(store: RunStore, paths: RunPaths) -> int:
 def _watch_json(store: RunStore, paths: RunPaths, view: RunView) -> int:
     """``--watch --json``: one JSON object per change, until the run ends."""
     seen = view.state.last_seq
-    while view.state.finished is None and view.runner_alive:
+    owner = _Owner()
+    while not owner.gone(view):
         time.sleep(WATCH_INTERVAL_SEC)
         view = read_run(paths)
         if view.state.last_seq != seen:
