@@ -111,3 +111,31 @@ def test_the_mark_scanner_reads_only_processes_new_since_its_last_scan(
 
 def _living() -> set[int]:
     return {int(name) for name in os.listdir("/proc") if name.isdigit()}
+
+
+@pytest.mark.skipif(not oscaps.HAS_PROCFS, reason="the incremental scan reads /proc")
+def test_the_mark_scanner_reports_processes_not_their_threads_and_forgets_the_dead(
+    tmp_path: object,
+) -> None:
+    key = procinfo.attempt_key(str(tmp_path), "step", 1)
+    scanner = procinfo.MarkScanner(procinfo.run_mark(str(tmp_path)) + "/")
+    assert scanner.scan() == []
+    threaded = (
+        "import threading, time\n"
+        "for _ in range(4): threading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+        "print('ready', flush=True); time.sleep(60)\n"
+    )
+    env = {**os.environ, procinfo.ATTEMPT_KEY_VAR: key}
+    child = subprocess.Popen(
+        [sys.executable, "-c", threaded], env=env, stdout=subprocess.PIPE, start_new_session=True
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline() == b"ready\n"
+        assert len(os.listdir(f"/proc/{child.pid}/task")) == 5
+        found = scanner.scan()  # the threads' ids were allocated since the last scan too
+        assert [(p.pid, p.key) for p in found] == [(child.pid, key)]
+        assert [p.pid for p in scanner.scan()] == [child.pid]  # read again: still marked
+    finally:
+        child.kill()
+        child.wait()
+    assert scanner.scan() == []

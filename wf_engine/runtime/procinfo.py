@@ -89,28 +89,29 @@ def find_marked(prefix: str) -> list[MarkedProcess]:
 class MarkScanner:
     """``find_marked`` for a runner that asks after every attempt: reads only what is new.
 
-    A full scan reads every process's environment (about 10 µs each). Between two scans, only
-    processes that appeared since need reading: a process that carried no mark when it was seen
-    cannot gain one (an attempt's processes are created after the attempt, with the mark). A pid
-    seen unmarked can only name another process once it was allocated again, and the kernel's
-    pid counter (``/proc/sys/kernel/ns_last_pid``) says which pids were allocated since the last
-    scan: those are read again. When the counter went backwards (it wrapped at ``pid_max``,
-    32768 by default on Linux), when it cannot be read, or when the last scan is over
-    ``FULL_SCAN_AFTER_SEC`` old, the scan is a full one. (Comparing new pids with the highest
-    pid listed cannot tell a wrap: a long-lived process may hold a high pid long after the
-    counter wrapped, and every scan would then be a full one.) Processes that did carry a mark
-    are read again every time (they may have exited or become zombies). Linux only; elsewhere
-    every scan is ``find_marked``'s.
+    A full scan lists ``/proc`` and reads every process's environment (about 10 µs each).
+    Between two scans, only processes created since need reading: a process that carried no
+    mark when it was seen cannot gain one (an attempt's processes are created after the
+    attempt, with the mark). The kernel's pid counter (``/proc/sys/kernel/ns_last_pid``) says
+    which pids were allocated since the last scan, so the next scan reads those, and the
+    processes that carried a mark (they may have exited), without listing ``/proc`` at all. A
+    pid allocated since may name a thread (``/proc`` lists processes only): a marked one counts
+    only if it leads its thread group. When the counter went backwards (it wrapped at
+    ``pid_max``, 32768 by default on Linux), moved by more than ``MAX_NEW_PIDS``, cannot be
+    read, or the last scan is over ``FULL_SCAN_AFTER_SEC`` old, the scan is a full one. Linux
+    only; elsewhere every scan is ``find_marked``'s.
     """
 
     FULL_SCAN_AFTER_SEC = 1.0
+    #: More pids allocated than this since the last scan: listing ``/proc`` is cheaper.
+    MAX_NEW_PIDS = 64
 
     def __init__(self, prefix: str) -> None:
         self._prefix = prefix
         self._needle = _needle(prefix)
-        #: Pids of the last scan's processes that carried no mark.
-        self._unmarked: set[int] = set()
-        #: The pid counter when the last scan listed ``/proc`` (None: unknown).
+        #: Pids of the processes the last scan found marked.
+        self._marked: list[int] = []
+        #: The pid counter before the last scan looked (None: unknown).
         self._counter: int | None = None
         self._scanned_at = -math.inf
 
@@ -120,32 +121,44 @@ class MarkScanner:
         if not oscaps.HAS_PROCFS:
             return [p for p in find_marked(self._prefix) if p.pid not in leaders]
         now = time.monotonic()
-        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
-        # Read after listing: every listed process was allocated at or before this count.
+        # Read before looking: whatever is created from here on has a higher pid (until the
+        # counter wraps), so the next scan's range covers it.
         counter, before = _pid_counter(), self._counter
-        known: set[int] = set()
-        reallocated = range(0)
         recent = now - self._scanned_at <= self.FULL_SCAN_AFTER_SEC
-        if recent and counter is not None and before is not None and counter >= before:
-            known, reallocated = self._unmarked, range(before + 1, counter + 1)
+        fresh: range | None = None
+        if recent and counter is not None and before is not None and before <= counter:
+            fresh = range(before + 1, counter + 1)
+            if len(fresh) > self.MAX_NEW_PIDS:
+                fresh = None
+        listed = fresh is None
+        if fresh is None:
+            candidates = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+        else:
+            candidates = list(dict.fromkeys([*self._marked, *fresh]))
         me = os.getpid()
         found: list[MarkedProcess] = []
-        unmarked: set[int] = set()
-        for pid in pids:
-            if pid in known and pid not in reallocated:
-                unmarked.add(pid)
-                continue
-            if pid in leaders:
+        for pid in candidates:
+            if pid in leaders or pid == me:
                 continue
             process = _read_marked(pid, self._needle)
-            if process is None:
-                unmarked.add(pid)
-            elif pid != me:
+            if process is not None and (listed or _leads_thread_group(pid)):
                 found.append(process)
-        self._unmarked = unmarked
+        self._marked = [process.pid for process in found]
         self._counter = counter
         self._scanned_at = now
         return found
+
+
+def _leads_thread_group(pid: int) -> bool:
+    """Whether ``pid`` is a process rather than one of its other threads (Linux)."""
+    try:
+        with open(f"/proc/{pid}/status", "rb") as file:
+            for line in file:
+                if line.startswith(b"Tgid:"):
+                    return int(line.split()[1]) == pid
+    except (OSError, ValueError, IndexError):
+        pass
+    return False
 
 
 def _pid_counter() -> int | None:
