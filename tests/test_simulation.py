@@ -2,7 +2,9 @@
 
 Every generated workflow is run uncrashed, then crashed at every commit batch (before its write,
 after it, by a power cut) and resumed to its end; each history's log is read back with the real
-reader, folded and verified, and compared with the uncrashed run. A failure names its seed.
+reader, folded and verified, and compared with the uncrashed run. One scenario in three is then
+rerun (``wf rerun``, maybe with ``--from``, ``--only`` or fixed steps), and the rerun is crashed
+and checked the same way, and against its plan. A failure names its seed.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import collections
 import hashlib
 import subprocess
 import sys
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -20,6 +23,8 @@ from hypothesis import strategies as st
 from pytest_wf.simulation import (
     Crash,
     MemorySink,
+    Planner,
+    RerunSpec,
     Scenario,
     SimulatedExecutor,
     SimulationFailure,
@@ -30,8 +35,11 @@ from pytest_wf.simulation import (
 from pytest_wf.simulation.__main__ import main
 from wf_engine.core import clock
 from wf_engine.core.fold import RunState
+from wf_engine.core.model import Workflow
+from wf_engine.core.rerun import Action, RerunPlan, StepPlan, plan_rerun
+from wf_engine.core.states import StepState
 from wf_engine.log.eventlog import EventLog
-from wf_engine.runtime.executor import Notify
+from wf_engine.runtime.executor import AttemptKey, LaunchSpec, Notify
 
 SEEDS = st.integers(min_value=0, max_value=2**32 - 1)
 #: Bounded so the whole file takes well under 40 s on two loaded cores.
@@ -46,6 +54,29 @@ def test_every_crash_state_of_a_generated_workflow_keeps_every_property(seed: in
     assert exploration.crash_states == 3 * exploration.batches
     assert exploration.reference.state is not None
     assert exploration.reference.state.finished is not None
+    if exploration.rerun is not None:
+        assert exploration.rerun.state is not None
+        assert exploration.rerun.state.finished is not None
+
+
+def _rerun(seed: int) -> bool:
+    return Scenario.from_seed(seed).rerun is not None
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.filter_too_much])
+@given(seed=SEEDS.filter(_rerun))
+def test_every_crash_state_of_a_rerun_keeps_every_property(seed: int) -> None:
+    note(reproduce_command(seed))
+    exploration = explore(seed)
+    rerun = exploration.rerun
+    if rerun is None:
+        return  # the plan refused the selection: wf rerun would have created nothing
+    origin = exploration.reference.state
+    assert rerun.rerun is not None and rerun.state is not None and origin is not None
+    assert rerun.state.origin_run_id == origin.run_id and rerun.state.run_id != origin.run_id
+    for step_id, plan in rerun.rerun.plan.steps.items():
+        if plan.action is not Action.RUN:
+            assert not any(p.step == step_id for p in rerun.processes)
 
 
 def _cancelled(seed: int) -> bool:
@@ -88,6 +119,40 @@ def test_generated_scenarios_cover_what_the_tier_claims() -> None:
     assert {s.max_parallel for s in scenarios} >= {1, 2, 4}
 
 
+#: What a rerun may come with, each of which some accepted plan must have been explored with.
+_RERUN_KINDS: dict[str, Callable[[RerunSpec], bool]] = {
+    "--from": lambda spec: bool(spec.from_steps),
+    "--only": lambda spec: bool(spec.only_steps),
+    "fixed steps": lambda spec: bool(spec.fixed),
+    "a cancel": lambda spec: spec.cancel_at_sec is not None,
+}
+
+
+def test_rerun_scenarios_occur_with_every_kind_of_selection() -> None:
+    scenarios = [Scenario.from_seed(seed) for seed in range(300)]
+    specs = [(s, s.rerun) for s in scenarios if s.rerun is not None]
+    assert 0.25 < len(specs) / len(scenarios) < 0.42  # about one in three
+    seen: set[str] = set()
+    actions: set[Action] = set()
+    for scenario, spec in specs:
+        kinds = {kind for kind, has in _RERUN_KINDS.items() if has(spec)} - seen
+        if not kinds:
+            continue
+        rerun = explore(scenario.seed).rerun
+        if rerun is not None and rerun.rerun is not None:  # else the plan refused it
+            seen |= kinds
+            actions.update(plan.action for plan in rerun.rerun.plan.steps.values())
+    assert seen == set(_RERUN_KINDS)
+    assert actions == set(Action)  # reused, run again, left out by --only
+    scenario, spec = next((s, spec) for s, spec in specs if spec.fixed)
+    rerun_scenario = scenario.rerun_scenario()
+    assert rerun_scenario is not None
+    for step in spec.fixed:  # a changed definition, and now it succeeds
+        index = scenario.workflow.index_of(step)
+        assert rerun_scenario.workflow.steps[index] != scenario.workflow.steps[index]
+        assert [o.exit_code for o in rerun_scenario.scripts[index].outcomes] == [0]
+
+
 def _digest(log: bytes) -> str:
     return hashlib.sha256(log).hexdigest()
 
@@ -122,19 +187,48 @@ def test_the_same_seed_writes_byte_identical_logs(tmp_path: Path) -> None:
     assert out.stdout.split() == [_digest(first[0]), _digest(first[1])]
 
 
+#: A seed whose run fails and whose rerun (``--from s0``) reuses s1 and runs s0 again.
+_RERUN_SEED = 3
+
+
+def test_a_rerun_writes_byte_identical_logs_too() -> None:
+    code = (
+        f"from pytest_wf.simulation import explore; e = explore({_RERUN_SEED});"
+        "print(e.reference.log.hex(), e.rerun.log.hex())"
+    )
+    elsewhere = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout.split()
+    here = [explore(_RERUN_SEED) for _ in range(2)]
+    logs = [[e.reference.log.hex(), e.rerun.log.hex() if e.rerun else ""] for e in here]
+    assert logs[0] == logs[1] == elsewhere and all(elsewhere)
+
+
+def _replay_verify(home: Path, logs: dict[str, bytes]) -> None:
+    """``wf replay RUN --verify`` of each log, all of them in one store."""
+    for run_id, log in logs.items():
+        (home / "runs" / run_id).mkdir(parents=True)
+        (home / "runs" / run_id / "events.jsonl").write_bytes(log)
+    for run_id in logs:
+        done = subprocess.run(
+            [sys.executable, "-m", "wf_engine", "--home", str(home), "replay", run_id, "--verify"],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "is not in" not in done.stderr  # a rerun's reuses were checked against its origin
+
+
 def test_a_simulated_log_passes_the_real_replay_verify(tmp_path: Path) -> None:
     history = Simulator(Scenario.from_seed(23), tmp_path / "scratch").run(_PLAN)
-    run_dir = tmp_path / "home" / "runs" / "sim"
-    run_dir.mkdir(parents=True)
-    (run_dir / "events.jsonl").write_bytes(history.log)
-    home = str(tmp_path / "home")
-    done = subprocess.run(
-        [sys.executable, "-m", "wf_engine", "--home", home, "replay", "sim", "--verify"],
-        capture_output=True,
-        text=True,
-        check=False,
+    _replay_verify(tmp_path / "run", {"sim": history.log})
+    exploration = explore(_RERUN_SEED)
+    assert exploration.rerun is not None and exploration.rerun.rerun is not None
+    assert exploration.rerun.rerun.plan.ids(Action.REUSE)  # a reuse for verify to check
+    _replay_verify(
+        tmp_path / "rerun", {"sim": exploration.reference.log, "sim-rerun": exploration.rerun.log}
     )
-    assert done.returncode == 0, done.stderr
 
 
 class _ForgetfulExecutor(SimulatedExecutor):
@@ -159,6 +253,65 @@ def test_a_broken_invariant_is_caught_and_names_its_seed() -> None:
     assert "overlapped" in message or "still runs after the run finished" in message
     assert message.endswith(f"reproduce: python -m pytest_wf.simulation --seed {seed}")
     explore(seed)  # the real executor passes the very same exploration
+
+
+def _forging(
+    origin: RunState,
+    workflow: Workflow,
+    base_dir: str,
+    from_steps: Sequence[str],
+    only_steps: Sequence[str],
+) -> RerunPlan:
+    """``plan_rerun``, except that it reuses the first step that FAILED in the origin."""
+    plan = plan_rerun(origin, workflow, base_dir, from_steps, only_steps)
+    failed = [
+        s
+        for s in plan.ids(Action.RUN)
+        if origin.steps[origin.workflow.index_of(s)].state is StepState.FAILED
+    ]
+    if not failed:
+        return plan
+    return RerunPlan(
+        plan.origin_run_id, {**plan.steps, failed[0]: StepPlan(Action.REUSE, "forged")}
+    )
+
+
+class _StrayExecutor(SimulatedExecutor):
+    """An executor that, whatever it starts, also launches the steps a rerun carried over."""
+
+    def start(self, key: AttemptKey, spec: LaunchSpec) -> None:
+        super().start(key, spec)
+        for step in self.world.carried:
+            self.world.start(self, (self.world.scenario.workflow.index_of(step), 1))
+
+
+def _first_failure(
+    executor: type[SimulatedExecutor] = SimulatedExecutor, planner: Planner = plan_rerun
+) -> SimulationFailure:
+    """The first seed's failure with a broken ``executor`` or ``planner``, checked to be a
+    rerun's, to name its seed, and to pass with the real ones."""
+    for seed in range(60):
+        try:
+            explore(seed, executor, planner=planner)
+        except SimulationFailure as failure:
+            assert failure.seed == seed
+            message = str(failure)
+            assert message.startswith(f"simulation seed {seed}, the rerun: ")
+            assert message.endswith(f"reproduce: python -m pytest_wf.simulation --seed {seed}")
+            explore(seed)  # the real plan and executor pass the very same exploration
+            return failure
+    raise AssertionError(f"no seed of 60 caught {executor.__name__} or {planner.__name__}")
+
+
+def test_a_forged_reuse_of_a_failed_step_is_caught_by_verify_against_the_origin() -> None:
+    message = str(_first_failure(planner=_forging))
+    assert "reused from sim, but it did not succeed in the origin (failed in the origin)" in message
+    assert "reuse (forged)" in message  # the plan is in the report
+
+
+def test_a_carried_over_step_that_executes_in_the_rerun_is_caught() -> None:
+    message = str(_first_failure(executor=_StrayExecutor))
+    assert "was carried over by the rerun (reused) and executed in it (attempt 1)" in message
 
 
 def test_a_resume_makes_a_dead_writers_unsynced_batch_durable_first(tmp_path: Path) -> None:

@@ -5,7 +5,8 @@ Where the crash matrix (``pytest_wf.matrix``) kills real ``wf`` processes runnin
 this tier runs the engine's own ``Runner``, ``Commit``, ``EventLog`` encoding, reader, fold and
 ``replay --verify`` against a simulated world: scripted steps (exit codes per attempt, durations,
 hangs until a timeout, deafness to SIGTERM, spawn errors), a virtual clock, ``wf cancel``, and a
-runner that dies before a write, before an fsync, after it, or with the power. A whole history
+runner that dies before a write, before an fsync, after it, or with the power; and, one scenario
+in three, ``wf rerun`` of the finished run, crashed everywhere in turn. A whole history
 takes milliseconds, so every crash state of thousands of generated workflows can be checked::
 
     from pytest_wf.simulation import explore
@@ -19,9 +20,16 @@ takes milliseconds, so every crash state of thousands of generated workflows can
 
 from __future__ import annotations
 
-from .exploration import Exploration, SimulationFailure, crash_plans, explore, reproduce_command
-from .history import Crash, History, MemorySink, Simulator
-from .scenario import Outcome, Scenario, StepScript
+from .exploration import (
+    Exploration,
+    Planner,
+    SimulationFailure,
+    crash_plans,
+    explore,
+    reproduce_command,
+)
+from .history import Crash, History, MemorySink, RerunOf, Simulator
+from .scenario import Outcome, RerunSpec, Scenario, StepScript
 from .world import SimulatedCrash, SimulatedExecutor, World
 
 __all__ = [
@@ -30,6 +38,9 @@ __all__ = [
     "History",
     "MemorySink",
     "Outcome",
+    "Planner",
+    "RerunOf",
+    "RerunSpec",
     "Scenario",
     "SimulatedCrash",
     "SimulatedExecutor",

@@ -1,7 +1,7 @@
 """``python -m pytest_wf.simulation --seed N [--count K]``: explore seeds N .. N+K-1.
 
-Prints one line per seed (steps, records, crash states) and, on the first failure, the report
-with its seed; exits 1 then.
+Prints one line per seed (steps, records of the run and of its rerun if any, crash states)
+and, on the first failure, the report with its seed; exits 1 then.
 """
 
 from __future__ import annotations
@@ -28,9 +28,10 @@ def main(argv: list[str] | None = None) -> int:
             print(failure, file=sys.stderr)
             return 1
         states += found.crash_states
+        rerun = "" if found.rerun is None else f", then a rerun of {len(found.rerun.records)}"
         print(
             f"seed {seed}: {len(found.scenario.workflow.steps)} steps, "
-            f"{len(found.reference.records)} records in {found.batches} batches, "
+            f"{len(found.reference.records)} records{rerun} in {found.batches} batches, "
             f"{found.crash_states} crash states: every property holds"
         )
     elapsed = time.perf_counter() - started

@@ -3,7 +3,10 @@
 Checked on the finished log, read back through the real reader, fold and ``replay --verify``
 (``wf_engine.core.verify``), and against the uncrashed history of the same scenario. The world
 adds what only a step's own side effects could show (``world.World``'s violations: overlapping
-attempts, an attempt started twice, a step executed again after its durable SUCCEEDED).
+attempts, an attempt started twice, a step executed again after its durable SUCCEEDED, a rerun's
+carried-over step executed). A rerun's log is verified with its origin's final state at hand, as
+``wf replay --verify`` does when the origin is in the store, so each reuse is held to what the
+origin allows; and its end is held to its plan (``check_plan``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from wf_engine.core import clock
 from wf_engine.core.events import Event
 from wf_engine.core.fold import RunState, fold_records
 from wf_engine.core.records import Record
-from wf_engine.core.states import RunStatus, StepState
+from wf_engine.core.rerun import Action, RerunPlan
+from wf_engine.core.states import CARRY_OVER_REASONS, NOT_SELECTED, REUSED, RunStatus, StepState
 from wf_engine.core.verify import verify_log
 from wf_engine.errors import CorruptLog, IllegalTransition
 from wf_engine.log.eventlog import LogScan
@@ -36,7 +40,7 @@ def check_log(history: History, scratch_log: Path) -> None:
         state = fold_records(
             scan, observe=lambda record, event: entries.append((record, event)), source="log"
         )
-        verify_log(entries, "log")
+        verify_log(entries, "log", history.rerun.origin if history.rerun is not None else None)
     except (CorruptLog, IllegalTransition) as exc:
         history.violations.append(f"the final log does not verify: {exc}")
         return
@@ -52,6 +56,8 @@ def check_log(history: History, scratch_log: Path) -> None:
                 "after the run finished"
             )
     _check_cancel(history, state)
+    if history.rerun is not None:
+        check_plan(history, state, history.rerun.plan)
 
 
 def _check_cancel(history: History, state: RunState) -> None:
@@ -78,6 +84,34 @@ def _check_cancel(history: History, state: RunState) -> None:
             f"the run was cancelled (seq {cancelled}) and ended {state.status.value}, "
             f"not {expected.value}"
         )
+
+
+#: How a step the plan does not run must end, by the plan's action.
+_CARRIED = {Action.REUSE: REUSED, Action.SKIP: NOT_SELECTED}
+
+
+def check_plan(history: History, state: RunState, plan: RerunPlan) -> None:
+    """A rerun ends as its plan said: a carried-over step as carried over (the world saw whether
+    it executed), and a step the plan runs ran, unless a failed dependency or a stopping run
+    (a cancel, ``--fail-fast``) left it SKIPPED or CANCELLED before it started."""
+    for step_id, step_plan in plan.steps.items():
+        status = state.steps[state.workflow.index_of(step_id)]
+        carried = _CARRIED.get(step_plan.action)
+        if carried is not None:
+            ok = status.reason == carried and status.attempt == 0
+        elif status.reason in CARRY_OVER_REASONS:
+            ok = False
+        else:
+            ok = (
+                status.attempt > 0
+                or status.state is StepState.CANCELLED
+                or (status.state is StepState.SKIPPED and status.reason == "dependency_failed")
+            )
+        if not ok:
+            history.violations.append(
+                f"step {step_id!r}, planned {step_plan.action.value} ({step_plan.why}), ended "
+                f"{status.state.value} (reason {status.reason}) after {status.attempt} attempts"
+            )
 
 
 def compare(reference: History, history: History) -> None:

@@ -13,6 +13,11 @@ write and its fsync (also ``power_loss``), or right after its fsync. What surviv
 real crash leaves: a SIGKILL keeps every written byte; a power cut keeps the fsynced bytes and a
 seeded random subset of the rest (``fault_injection.logfaults.lose_unsynced``, the crash
 matrix's own model), and kills every process.
+
+A rerun (``RerunOf``) is created as ``takeover.create_run`` creates one for ``wf rerun``: a run of
+its own (``RERUN_ID``, its own folder and log) whose ``run_created`` names the origin and whose
+first batch holds the steps ``carry_over`` makes of the plan; from there it runs, crashes and
+resumes as any run, in a world that starts when the origin ended.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from wf_engine.core.decide import interrupted_event
 from wf_engine.core.events import RunCreated, RunnerStarted, RunOptions
 from wf_engine.core.fold import RunState, fold_records
 from wf_engine.core.records import Record
+from wf_engine.core.rerun import RerunPlan, carry_over
 from wf_engine.errors import CorruptLog, IllegalTransition
 from wf_engine.log.eventlog import EventLog, LogScan
 from wf_engine.plugins import hookspecs
@@ -39,7 +45,7 @@ from wf_engine.runtime.ownership import RunLock
 from wf_engine.runtime.runner import Runner
 from wf_engine.runtime.store import RunPaths
 
-from .scenario import Scenario
+from .scenario import RerunSpec, Scenario
 from .world import (
     ExecutorFactory,
     Process,
@@ -52,6 +58,7 @@ from .world import (
 )
 
 RUN_ID = "sim"
+RERUN_ID = "sim-rerun"
 #: The run's folder as the log records it (``base_dir``): fixed, so logs do not depend on where
 #: the scratch folder is.
 BASE_DIR = "/simulated"
@@ -122,6 +129,26 @@ class MemorySink:
         raise SimulatedCrash(self.crashed)
 
 
+@dataclass(frozen=True, slots=True)
+class RerunOf:
+    """What makes a simulated run a rerun of the finished run ``origin``."""
+
+    origin: RunState
+    #: What ``plan_rerun`` made of the origin, the rerun's definition and its selection.
+    plan: RerunPlan
+    #: Virtual µs at which the rerun is created (after the origin's end).
+    start_us: int
+    #: The command line and fixes the plan was made for.
+    spec: RerunSpec
+
+    def describe(self) -> str:
+        """The command, then the plan a step at a time: ``s0 reuse (why), s1 run (why)``."""
+        steps = ", ".join(
+            f"{step} {plan.action.value} ({plan.why})" for step, plan in self.plan.steps.items()
+        )
+        return f"{self.spec.describe()}; plan: {steps}"
+
+
 @dataclass
 class History:
     """What one history did: its final log, its processes and every violation seen."""
@@ -136,6 +163,8 @@ class History:
     processes: list[Process] = field(default_factory=list)
     violations: list[str] = field(default_factory=list)
     cancel_sent_us: int | None = None
+    #: Set when the run is a rerun: its origin and plan, which the checks hold it to.
+    rerun: RerunOf | None = None
 
 
 def no_plugins() -> Plugins:
@@ -148,8 +177,10 @@ def no_plugins() -> Plugins:
 class Simulator:
     """Runs histories of one scenario in a scratch folder (the log is read back from a file).
 
-    The real reader takes a path, so a surviving log is written to ``<scratch>/run/events.jsonl``
-    before it is read; ``wf cancel``'s request file lives beside it, where the runner looks.
+    The real reader takes a path, so a surviving log is written to
+    ``<scratch>/<run id>/events.jsonl`` before it is read; ``wf cancel``'s request file lives
+    beside it, where the runner looks. With ``rerun`` the scenario is the rerun's
+    (``Scenario.rerun_scenario``) and each history a rerun of ``rerun.origin``.
     """
 
     def __init__(
@@ -157,18 +188,26 @@ class Simulator:
         scenario: Scenario,
         scratch: Path,
         executor: type[SimulatedExecutor] = SimulatedExecutor,
+        rerun: RerunOf | None = None,
     ) -> None:
         self.scenario = scenario
-        self.paths = RunPaths(str(scratch / "run"))
+        self.rerun = rerun
+        self.run_id = RUN_ID if rerun is None else RERUN_ID
+        self.paths = RunPaths(str(scratch / self.run_id))
         Path(self.paths.root).mkdir(parents=True, exist_ok=True)
         self.executor = executor
         self.plugins = no_plugins()
+        self._carried = carry_over(rerun.plan) if rerun is not None else []
 
     def run(self, crashes: tuple[Crash, ...] = ()) -> History:
         """Create the run, crash and resume it as planned, to its end; check what is checkable."""
         remove_cancel_request(self.paths)
-        history = History(self.scenario, crashes)
-        world = World(self.scenario, self.paths)
+        history = History(self.scenario, crashes, rerun=self.rerun)
+        if self.rerun is None:
+            world = World(self.scenario, self.paths)
+        else:
+            carried = {event.step: event.reason or "" for event in self._carried}
+            world = World(self.scenario, self.paths, self.rerun.start_us, carried)
         plan = collections.deque(crashes)
         sink = MemorySink(b"", 0, plan)
         try:
@@ -202,11 +241,15 @@ class Simulator:
     # -- the takeover steps ------------------------------------------------------------------
 
     def _create(self, world: World, sink: MemorySink) -> Runner | None:
-        """``takeover.create_run``: ``run_created`` + ``runner_started`` as the first batch."""
+        """``takeover.create_run``: ``run_created`` + ``runner_started`` (+ a rerun's
+        carried-over steps) as the first batch."""
         options = RunOptions(self.scenario.max_parallel, self.scenario.fail_fast, BASE_DIR)
-        created = RunCreated(RUN_ID, self.scenario.workflow.to_json(), options)
+        origin = self.rerun.plan.origin_run_id if self.rerun is not None else None
+        created = RunCreated(self.run_id, self.scenario.workflow.to_json(), options, origin)
         commit = Commit.create(EventLog(self.paths.events, sink, 1), created, self.plugins)
-        runner = self._own(world, commit, ("run",))
+        runner = self._own(world, commit, ("run",) if origin is None else ("rerun", origin))
+        for event in self._carried:
+            commit.record(event)
         try:
             commit.commit_opening(world.now, self.paths.root, resumed=False)
         except SimulatedCrash:
@@ -217,7 +260,7 @@ class Simulator:
         """``takeover.resume_run`` once the log is read: leftovers, then the opening batch."""
         log = EventLog.continuing(self.paths.events, sink, state.last_seq)
         commit = Commit(log, state, self.plugins)
-        runner = self._own(world, commit, ("resume", RUN_ID))
+        runner = self._own(world, commit, ("resume", self.run_id))
         runner.executor.clear_leftovers(state, lambda _: None, lambda: False)
         for index in list(state.running):
             commit.record(interrupted_event(state, index))

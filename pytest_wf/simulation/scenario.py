@@ -5,6 +5,11 @@ Everything is drawn from one ``random.Random(seed)``, so the seed alone names th
 failures the step has used up so far, not by attempt number: an attempt that a crash interrupted
 uses up no retry, so the attempt after it must behave as the interrupted one would have. That is
 what lets a crashed and resumed run be compared with the uncrashed one step by step.
+
+One scenario in three is followed by ``wf rerun`` of its finished run (``RerunSpec``), drawn from
+a stream of its own (so adding reruns left every seed's first run as it was): maybe ``--from``,
+maybe ``--only``, maybe with steps a user fixed first (their command changed, so the plan runs
+them again, and now they succeed), maybe a cancel of the rerun.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ _TIMEOUTS = (0.5, 2.0, 8.0)
 _BACKOFFS = (0.1, 0.5, 2.0)
 _GRACES = (0.2, 1.0, 3.0)
 MAX_STEPS = 7
+#: Share of scenarios whose run is rerun once finished.
+RERUN_SHARE = 1 / 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +63,36 @@ class StepScript:
         return self.outcomes[min(failures, len(self.outcomes) - 1)]
 
 
+#: A fixed step's script in the rerun: it succeeds at once.
+FIXED_SCRIPT = StepScript((Outcome(0, 0.05),))
+
+
+@dataclass(frozen=True, slots=True)
+class RerunSpec:
+    """``wf rerun`` of the scenario's finished run: the selection handed to ``plan_rerun``, the
+    steps fixed before it, and a cancel of the rerun."""
+
+    from_steps: tuple[str, ...] = ()
+    only_steps: tuple[str, ...] = ()
+    #: Steps whose command the user changed (a fix): the plan runs them, and they succeed.
+    fixed: tuple[str, ...] = ()
+    #: Virtual seconds after the rerun starts at which ``wf cancel`` is sent; ``None``: never.
+    cancel_at_sec: float | None = None
+    cancel_grace_sec: float | None = None
+
+    def describe(self) -> str:
+        words = ["wf rerun"]
+        words += [f"--from {step}" for step in self.from_steps]
+        words += [f"--only {step}" for step in self.only_steps]
+        if self.fixed:
+            words.append(
+                f"after fixing {', '.join(self.fixed)} (now: {FIXED_SCRIPT.outcomes[0].describe()})"
+            )
+        if self.cancel_at_sec is not None:
+            words.append(f"+ wf cancel at {self.cancel_at_sec}s (grace {self.cancel_grace_sec})")
+        return " ".join(words)
+
+
 @dataclass(frozen=True, slots=True)
 class Scenario:
     """One simulated workflow run, fully determined by ``seed``."""
@@ -69,6 +106,8 @@ class Scenario:
     #: Virtual seconds after the run starts at which ``wf cancel`` is sent; ``None``: never.
     cancel_at_sec: float | None = None
     cancel_grace_sec: float | None = None
+    #: The rerun that follows the run's end; ``None``: none.
+    rerun: RerunSpec | None = None
 
     @property
     def compares_steps(self) -> bool:
@@ -83,8 +122,34 @@ class Scenario:
     def from_seed(cls, seed: int) -> Scenario:
         return generate(random.Random(seed), seed)
 
+    def rerun_scenario(self) -> Scenario | None:
+        """The rerun as a scenario of its own: the fixed steps' command changed and their
+        script a success, the origin's options (``wf rerun``'s defaults), the rerun's cancel;
+        ``None`` when there is no rerun."""
+        spec = self.rerun
+        if spec is None:
+            return None
+        data = self.workflow.to_json()
+        for step in data["steps"]:
+            if step["id"] in spec.fixed:
+                step["command"] = "true # fixed"
+        scripts = tuple(
+            FIXED_SCRIPT if step.id in spec.fixed else script
+            for step, script in zip(self.workflow.steps, self.scripts, strict=True)
+        )
+        return Scenario(
+            seed=self.seed,
+            workflow=workflow_from_data(data, source=f"seed {self.seed}, rerun"),
+            scripts=scripts,
+            max_parallel=self.max_parallel,
+            fail_fast=self.fail_fast,
+            cancel_at_sec=spec.cancel_at_sec,
+            cancel_grace_sec=spec.cancel_grace_sec,
+        )
+
     def describe(self) -> str:
-        """The scenario in a few lines, for a failure report: options, then a line a step."""
+        """The scenario in a few lines, for a failure report: options, then a line a step, then
+        the rerun that follows, if any."""
         cancel = (
             f", wf cancel at {self.cancel_at_sec}s (grace {self.cancel_grace_sec})"
             if self.cancel_at_sec is not None
@@ -98,6 +163,8 @@ class Scenario:
                 f"{step.kill_grace_sec}; attempts: "
                 + "; ".join(outcome.describe() for outcome in script.outcomes)
             )
+        if self.rerun is not None:
+            lines.append(f"  then {self.rerun.describe()}")
         return "\n".join(lines)
 
 
@@ -126,7 +193,7 @@ def generate(rnd: random.Random, seed: int) -> Scenario:
         attempts = retries + 1 + rnd.randint(0, 1)
         scripts.append(StepScript(tuple(_outcome(rnd, timeout) for _ in range(attempts))))
     workflow = workflow_from_data({"workflow_id": "sim", "steps": steps}, source=f"seed {seed}")
-    cancel_at = round(rnd.uniform(0.0, 6.0), 3) if rnd.random() < 0.2 else None
+    cancel_at = _cancel_at(rnd)
     return Scenario(
         seed=seed,
         workflow=workflow,
@@ -134,8 +201,43 @@ def generate(rnd: random.Random, seed: int) -> Scenario:
         max_parallel=rnd.randint(1, 4),
         fail_fast=rnd.random() < 0.15,
         cancel_at_sec=cancel_at,
-        cancel_grace_sec=rnd.choice((None, 0.0, 0.5)) if cancel_at is not None else None,
+        cancel_grace_sec=_grace(rnd, cancel_at),
+        rerun=_rerun(random.Random(f"wf-simulation-rerun-{seed}"), workflow, scripts),
     )
+
+
+def _cancel_at(rnd: random.Random) -> float | None:
+    return round(rnd.uniform(0.0, 6.0), 3) if rnd.random() < 0.2 else None
+
+
+def _grace(rnd: random.Random, cancel_at: float | None) -> float | None:
+    return rnd.choice((None, 0.0, 0.5)) if cancel_at is not None else None
+
+
+def _rerun(rnd: random.Random, workflow: Workflow, scripts: list[StepScript]) -> RerunSpec | None:
+    """One time in three a rerun; its selections may be refused by the plan (then: no rerun).
+
+    A step to fix is one whose script can fail: after the fix it succeeds.
+    """
+    if rnd.random() >= RERUN_SHARE:
+        return None
+    ids = [step.id for step in workflow.steps]
+    can_fail = [
+        step
+        for step, script in zip(ids, scripts, strict=True)
+        if any(outcome.exit_code != 0 for outcome in script.outcomes)
+    ]
+    from_steps = _some(rnd, ids, 1) if rnd.random() < 0.3 else ()
+    only_steps = _some(rnd, ids, 2) if rnd.random() < 0.3 else ()
+    fixed = _some(rnd, can_fail, len(can_fail)) if can_fail and rnd.random() < 0.5 else ()
+    cancel_at = _cancel_at(rnd)
+    return RerunSpec(from_steps, only_steps, fixed, cancel_at, _grace(rnd, cancel_at))
+
+
+def _some(rnd: random.Random, ids: list[str], most: int) -> tuple[str, ...]:
+    """1 to ``most`` of ``ids``, in definition order."""
+    chosen = set(rnd.sample(ids, rnd.randint(1, min(most, len(ids)))))
+    return tuple(step for step in ids if step in chosen)
 
 
 def _outcome(rnd: random.Random, timeout: float | None) -> Outcome:

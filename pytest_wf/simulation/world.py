@@ -16,8 +16,9 @@ news reaching nobody, until a new runner's ``clear_leftovers`` kills them.
 
 The world also watches what only it can see, as a step's own side effects would show it: two
 processes of one step alive at once, an attempt started twice, a step executed again after its
-SUCCEEDED was durable. Each is a *violation*, reported with the history, not raised (the runner
-must not be able to catch it).
+SUCCEEDED was durable, a step a rerun carried over (reused, or left out by ``--only``) executed
+at all. Each is a *violation*, reported with the history, not raised (the runner must not be
+able to catch it).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import os
 import queue
 import signal
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -132,10 +133,19 @@ class _Inbox:
 class World:
     """Virtual time and every process of one simulated run, across crashes and resumes."""
 
-    def __init__(self, scenario: Scenario, paths: RunPaths) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        paths: RunPaths,
+        start_us: int = EPOCH_US,
+        carried: Mapping[str, str] | None = None,
+    ) -> None:
+        """``start_us``: when the run is created (a rerun's comes after its origin's end);
+        ``carried``: a rerun's carried-over steps and their reason, which must never execute."""
         self.scenario = scenario
         self.paths = paths
-        self.now = EPOCH_US
+        self.now = start_us
+        self.carried = carried or {}
         self._events: list[tuple[int, int, Callable[[], None]]] = []
         self._order = itertools.count()
         self._waits = 0
@@ -156,7 +166,7 @@ class World:
         self.violations: list[str] = []
         self.cancel_sent_us: int | None = None
         if scenario.cancel_at_sec is not None:
-            self._at(EPOCH_US + round(scenario.cancel_at_sec * 1e6), self._cancel)
+            self._at(start_us + round(scenario.cancel_at_sec * 1e6), self._cancel)
 
     # -- the Timebase the runner is given --------------------------------------------------
 
@@ -252,6 +262,11 @@ class World:
                     f"two attempts of step {step!r} overlapped: attempt {attempt} started while "
                     f"attempt {other.attempt} (pid {other.pid}, runner {other.runner}) still ran"
                 )
+        if step in self.carried:
+            self.violations.append(
+                f"step {step!r} was carried over by the rerun ({self.carried[step]}) and "
+                f"executed in it (attempt {attempt})"
+            )
         if key in self._started:
             self.violations.append(f"attempt {attempt} of step {step!r} was started twice")
         self._started.add(key)
