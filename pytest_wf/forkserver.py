@@ -301,7 +301,7 @@ def run_command(
     """Run ``wf ARGV`` through this process's server for ``env`` (started on first use)."""
     # A package installed since a server started (a plugin, say) is not on its import path
     # (``.pth`` files are read at start-up): a changed set of distributions gets a new server.
-    key = (server_key(env), sys.executable, sweep_prefix, installed_digest())
+    key = (server_key(env), sys.executable, sweep_prefix, _installed())
     with _LOCK:
         server = _SERVERS.pop(key, None)  # put back last: the dict is in order of use
         if server is None or not server.alive:
@@ -311,6 +311,23 @@ def run_command(
     for old in retired:
         old.retire()
     return server.run(argv, env, cwd, timeout)
+
+
+_DIGEST: dict[tuple[tuple[str, int], ...], str] = {}
+
+
+def _installed() -> str:
+    """``installed_digest()`` (a few ms: a look at every distribution), looked up again only
+    when a folder on ``sys.path`` changed, as installing or removing a package changes it."""
+    folders: list[tuple[str, int]] = []
+    for path in sys.path:
+        with contextlib.suppress(OSError):
+            folders.append((path, os.stat(path or os.curdir).st_mtime_ns))
+    key = tuple(folders)
+    if key not in _DIGEST:
+        _DIGEST.clear()
+        _DIGEST[key] = installed_digest()
+    return _DIGEST[key]
 
 
 def _over_the_limit() -> list[ForkServer]:
