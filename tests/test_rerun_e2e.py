@@ -12,7 +12,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
-from pytest_wf import RunResult, TaskKit, WfHarness, dag, step
+from pytest_wf import RunResult, TaskKit, WfHarness, dag, step, wait_until
 from pytest_wf.equivalence import assert_replay_equivalent
 from wf_engine.log.eventlog import encode_record
 
@@ -238,8 +238,9 @@ def test_detach_runs_the_rerun_in_the_background(wf: WfHarness, wf_tasks: TaskKi
     done = wf.cli("rerun", str(origin.run_id), "--workflow", str(flow), "--detach")
     assert done.returncode == 0, done.stderr
     rerun = done.stdout.strip()
-    finished = wf.cli("status", rerun, "--watch", timeout=120)
-    assert finished.returncode == 0, finished.stderr
+    watched = wf.cli("status", rerun, "--watch", timeout=120)  # follows it across the hand-over
+    assert watched.returncode == 0, watched.stderr
+    wait_until(lambda: wf.status(rerun)["state"] != "RUNNING", 120, "the detached rerun's end")
     status = wf.status(rerun)
     assert status["state"] == "SUCCEEDED" and status["rerun_of"] == origin.run_id
     assert _starts(wf_tasks) == {"a": 1, "b": 2, "c": 1, "d": 1}
