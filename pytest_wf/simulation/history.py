@@ -31,7 +31,6 @@ from pathlib import Path
 import pluggy
 
 from fault_injection.logfaults import lose_unsynced
-from wf_engine.core.decide import interrupted_event
 from wf_engine.core.events import RunCreated, RunnerStarted, RunOptions
 from wf_engine.core.fold import RunState, fold_records
 from wf_engine.core.records import Record
@@ -44,6 +43,7 @@ from wf_engine.runtime.commit import Commit
 from wf_engine.runtime.ownership import RunLock
 from wf_engine.runtime.runner import Runner
 from wf_engine.runtime.store import RunPaths
+from wf_engine.runtime.takeover import open_new_run, open_taken_over_run
 
 from .scenario import RerunSpec, Scenario
 from .world import (
@@ -241,41 +241,36 @@ class Simulator:
     # -- the takeover steps ------------------------------------------------------------------
 
     def _create(self, world: World, sink: MemorySink) -> Runner | None:
-        """``takeover.create_run``: ``run_created`` + ``runner_started`` (+ a rerun's
-        carried-over steps) as the first batch."""
+        """``takeover.create_run``: its first batch (``open_new_run``), written to ``sink``."""
         options = RunOptions(self.scenario.max_parallel, self.scenario.fail_fast, BASE_DIR)
         origin = self.rerun.plan.origin_run_id if self.rerun is not None else None
         created = RunCreated(self.run_id, self.scenario.workflow.to_json(), options, origin)
         commit = Commit.create(EventLog(self.paths.events, sink, 1), created, self.plugins)
-        runner = self._own(world, commit, ("run",) if origin is None else ("rerun", origin))
-        for event in self._carried:
-            commit.record(event)
+        runner, started = self._own(
+            world, commit, ("run",) if origin is None else ("rerun", origin)
+        )
         try:
-            commit.commit_opening(world.now, self.paths.root, resumed=False)
+            open_new_run(commit, started, self._carried, world.now, self.paths.root)
         except SimulatedCrash:
             return None
         return runner
 
     def _resume(self, world: World, sink: MemorySink, state: RunState) -> Runner | None:
-        """``takeover.resume_run`` once the log is read: leftovers, then the opening batch."""
+        """``takeover.resume_run`` once the log is read: its first batch (``open_taken_over_run``:
+        leftovers first), written to ``sink``."""
         log = EventLog.continuing(self.paths.events, sink, state.last_seq)
         commit = Commit(log, state, self.plugins)
-        runner = self._own(world, commit, ("resume", self.run_id))
-        runner.executor.clear_leftovers(state, lambda _: None, lambda: False)
-        for index in list(state.running):
-            commit.record(interrupted_event(state, index))
+        runner, started = self._own(world, commit, ("resume", self.run_id))
         try:
-            commit.commit_opening(world.now, self.paths.root, resumed=True)
+            open_taken_over_run(runner, commit, started, lambda _: None, lambda: False, world.now)
         except SimulatedCrash:
             return None
         return runner
 
-    def _own(self, world: World, commit: Commit, argv: tuple[str, ...]) -> Runner:
-        """A runner over ``commit``, its ``runner_started`` recorded (committed by the caller).
-
-        Recorded before ``clear_leftovers`` here (takeover records it after): nothing is
-        written in between, and the simulated executor kills leftovers at once.
-        """
+    def _own(
+        self, world: World, commit: Commit, argv: tuple[str, ...]
+    ) -> tuple[Runner, RunnerStarted]:
+        """A runner over ``commit``, and the ``runner_started`` its opening batch records."""
         signals = SimulatedSignals()
         pid = world.runner_started(commit.state, signals)
         runner = Runner(
@@ -287,8 +282,7 @@ class Simulator:
             ExecutorFactory(world, self.executor),
             timebase=world,
         )
-        commit.record(RunnerStarted(pid, argv))
-        return runner
+        return runner, RunnerStarted(pid, argv)
 
     def _survivors(
         self, history: History, world: World, sink: MemorySink

@@ -9,11 +9,12 @@ without owning it (``status``, ``replay``) lives in ``wf_engine.runtime.runview`
 from __future__ import annotations
 
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from wf_engine.core import clock
 from wf_engine.core.decide import interrupted_event
-from wf_engine.core.events import RunCreated, RunOptions
+from wf_engine.core.events import Event, RunCreated, RunnerStarted, RunOptions
 from wf_engine.core.fold import RunState, fold_records
 from wf_engine.core.model import Workflow
 from wf_engine.core.rerun import RerunPlan, carry_over
@@ -77,11 +78,39 @@ def create_run(
     origin = request.rerun.origin_run_id if request.rerun is not None else None
     created = RunCreated(run_id, request.workflow.to_json(), options, origin)
     commit = Commit.create(log, created, plugins, request.workflow)
-    commit.record(runner_started_event())
-    for event in carry_over(request.rerun) if request.rerun is not None else ():
-        commit.record(event)
-    commit.commit_opening(clock.now_us(), paths.root, resumed=False)
+    carried = carry_over(request.rerun) if request.rerun is not None else []
+    open_new_run(commit, runner_started_event(), carried, clock.now_us(), paths.root)
     return Runner(paths, commit, plugins, lock, signals, executor)
+
+
+def open_new_run(
+    commit: Commit, started: RunnerStarted, carried: Iterable[Event], now_us: int, run_dir: str
+) -> None:
+    """A new run's first batch: ``run_created`` (queued by ``Commit.create``), the new owner's
+    ``runner_started`` and a rerun's carried-over steps, durable and announced together."""
+    commit.record(started)
+    for event in carried:
+        commit.record(event)
+    commit.commit_opening(now_us, run_dir, resumed=False)
+
+
+def open_taken_over_run(
+    runner: Runner,
+    commit: Commit,
+    started: RunnerStarted,
+    notify: Notify,
+    stop_requested: Callable[[], bool],
+    now_us: int,
+) -> None:
+    """A resumed run's first batch, in the only safe order: every leftover of the dead runner's
+    attempts killed and proven dead first, then the new owner's ``runner_started`` and each
+    interrupted step going back to READY, durable and announced together."""
+    state = commit.state
+    runner.executor.clear_leftovers(state, notify, stop_requested)
+    commit.record(started)
+    for index in list(state.running):
+        commit.record(interrupted_event(state, index))
+    commit.commit_opening(now_us, runner.paths.root, resumed=True)
 
 
 def resume_run(
@@ -124,11 +153,9 @@ def resume_run(
     runner = Runner(paths, commit, plugins, lock, signals, executor)
     try:
         stop_requested = (lambda: signals.requested) if signals else (lambda: False)
-        runner.executor.clear_leftovers(state, notify, stop_requested)
-        commit.record(runner_started_event())
-        for index in list(state.running):
-            commit.record(interrupted_event(state, index))
-        commit.commit_opening(clock.now_us(), paths.root, resumed=True)
+        open_taken_over_run(
+            runner, commit, runner_started_event(), notify, stop_requested, clock.now_us()
+        )
     except BaseException:
         runner.release()
         raise
