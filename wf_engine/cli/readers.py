@@ -21,7 +21,7 @@ from wf_engine.cli.render import (
     status_text,
     timeline_line,
 )
-from wf_engine.cli.runids import RUN_ID, STEP, created_us, unknown_step
+from wf_engine.cli.runids import RUN_ID, STEP, newest_first, unknown_step
 from wf_engine.core.clock import now_us
 from wf_engine.core.fold import RunState
 from wf_engine.errors import EXIT_CORRUPT, UsageError, WfError
@@ -256,11 +256,9 @@ def list_command(
     """Every run in the store, newest first (exit 4 if one is unreadable: listed all the same)."""
     wanted = {state.upper() for state in states}
     store = obj.store
-    ids = store.run_ids()
-    created = {run_id: created_us(store, run_id) for run_id in ids}
     rows = []
     reruns = reruns_by_origin(store)
-    for run_id in sorted(ids, key=lambda run_id: (-created[run_id], run_id)):
+    for run_id in newest_first(store):
         row = _list_row(obj, run_id, reruns.get(run_id, []))
         shown = "INTERRUPTED" if row.get("interrupted") else row["state"]
         if wanted and not ({row["state"], shown} & wanted):

@@ -32,7 +32,6 @@ from wf_engine.runtime.runner import ExecutorFactory
 EXECUTOR_VAR = "WF_EXECUTOR"
 SCHEDULER_VAR = "WF_DASK_SCHEDULER"
 LOCAL, DASK = EXECUTOR_NAMES
-NAMES = EXECUTOR_NAMES
 #: What to tell a user who asked for Dask without the extra.
 DASK_EXTRA_MISSING = "the dask executor needs `pip install 'wf-engine[dask]'`"
 
@@ -87,7 +86,7 @@ def resolve(
         return ExecutorChoice(LOCAL)
     if chosen != DASK:
         source = "" if name else f" (from ${EXECUTOR_VAR})" if env_name else " (from the workflow)"
-        raise UsageError(f"unknown executor {chosen!r}{source}: choose one of {', '.join(NAMES)}")
+        raise _unknown(chosen, source)
     address = scheduler or os.environ.get(SCHEDULER_VAR) or fallback.scheduler
     return ExecutorChoice(DASK, address.strip() if address and address.strip() else None)
 
@@ -98,7 +97,7 @@ def factory_for(choice: ExecutorChoice) -> ExecutorFactory:
     if choice.name == LOCAL:
         return LocalExecutor
     if choice.name != DASK:
-        raise UsageError(f"unknown executor {choice.name!r}: choose one of {', '.join(NAMES)}")
+        raise _unknown(choice.name)
     try:
         importlib.import_module("distributed")
     except ImportError:
@@ -111,3 +110,9 @@ def factory_for(choice: ExecutorChoice) -> ExecutorFactory:
 def executor_factory(name: str | None = None, scheduler: str | None = None) -> ExecutorFactory:
     """``factory_for(resolve(name, scheduler))``: see the module docstring."""
     return factory_for(resolve(name, scheduler))
+
+
+def _unknown(name: str, source: str = "") -> UsageError:
+    return UsageError(
+        f"unknown executor {name!r}{source}: choose one of {', '.join(EXECUTOR_NAMES)}"
+    )
