@@ -247,6 +247,7 @@ class LocalExecutor:
         os.close(self._wake_r)
         os.close(self._wake_w)
         self._selector.close()
+        self._scanner.close()
 
     def _take_messages(self, active: list[_Attempt]) -> None:
         assert self._selector is not None
@@ -297,6 +298,7 @@ class LocalExecutor:
         finally:
             os.close(out_w)
             os.close(err_w)
+        self._scanner.started(pid)
         captures = (_Capture(out_r, spec.stdout_path), _Capture(err_r, spec.stderr_path))
         attempt = _Attempt(key, pid, reap, spec, captures)
         attempt.pipes = (os.fstat(out_r).st_ino, os.fstat(err_r).st_ino)

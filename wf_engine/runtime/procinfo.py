@@ -20,6 +20,7 @@ import hashlib
 import math
 import os
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -100,6 +101,11 @@ class MarkScanner:
     ``pid_max``, 32768 by default on Linux), moved by more than ``MAX_NEW_PIDS``, cannot be
     read, or the last scan is over ``FULL_SCAN_AFTER_SEC`` old, the scan is a full one. Linux
     only; elsewhere every scan is ``find_marked``'s.
+
+    A runner knows the marks of the processes it started itself: it says so (``started``), and
+    an incremental scan does not read them. That is safe because, within one incremental range,
+    a pid names a single process: reusing it takes the counter wrapping, which makes the next
+    scan a full one, and a full scan skips only the ``leaders`` it is given.
     """
 
     FULL_SCAN_AFTER_SEC = 1.0
@@ -114,6 +120,22 @@ class MarkScanner:
         #: The pid counter before the last scan looked (None: unknown).
         self._counter: int | None = None
         self._scanned_at = -math.inf
+        #: Pids the caller started, until a scan's range has passed them (see ``started``).
+        self._started: set[int] = set()
+        #: ``started`` is called by the threads that start processes, ``scan`` by another.
+        self._started_guard = threading.Lock()
+        #: ``ns_last_pid``, kept open: reading it is then one ``pread``, not an ``open``.
+        self._counter_fd = -1
+
+    def started(self, pid: int) -> None:
+        """``pid`` was started by the caller, with a mark the caller knows: not to be read."""
+        with self._started_guard:
+            self._started.add(pid)
+
+    def close(self) -> None:
+        if self._counter_fd >= 0:
+            os.close(self._counter_fd)
+            self._counter_fd = -1
 
     def scan(self, leaders: frozenset[int] = frozenset()) -> list[MarkedProcess]:
         """Marked processes, except ``leaders``: the caller's own attempt leaders, whose marks
@@ -123,7 +145,7 @@ class MarkScanner:
         now = time.monotonic()
         # Read before looking: whatever is created from here on has a higher pid (until the
         # counter wraps), so the next scan's range covers it.
-        counter, before = _pid_counter(), self._counter
+        counter, before = self._read_counter(), self._counter
         recent = now - self._scanned_at <= self.FULL_SCAN_AFTER_SEC
         fresh: range | None = None
         if recent and counter is not None and before is not None and before <= counter:
@@ -134,7 +156,11 @@ class MarkScanner:
         if fresh is None:
             candidates = [int(name) for name in os.listdir("/proc") if name.isdigit()]
         else:
-            candidates = list(dict.fromkeys([*self._marked, *fresh]))
+            with self._started_guard:
+                known = self._started
+                # Started before the counter was read: in this range or an earlier one.
+                self._started = {pid for pid in known if counter is None or pid > counter}
+            candidates = [pid for pid in dict.fromkeys([*self._marked, *fresh]) if pid not in known]
         me = os.getpid()
         found: list[MarkedProcess] = []
         for pid in candidates:
@@ -147,6 +173,15 @@ class MarkScanner:
         self._counter = counter
         self._scanned_at = now
         return found
+
+    def _read_counter(self) -> int | None:
+        """The last pid the kernel allocated in this pid namespace, or None where unreadable."""
+        try:
+            if self._counter_fd < 0:
+                self._counter_fd = os.open(_PID_COUNTER, os.O_RDONLY | os.O_CLOEXEC)
+            return int(os.pread(self._counter_fd, 32, 0))
+        except (OSError, ValueError):
+            return None
 
 
 def _leads_thread_group(pid: int) -> bool:
@@ -161,13 +196,7 @@ def _leads_thread_group(pid: int) -> bool:
     return False
 
 
-def _pid_counter() -> int | None:
-    """The last pid the kernel allocated in this pid namespace, or None where unreadable."""
-    try:
-        with open("/proc/sys/kernel/ns_last_pid", "rb") as file:
-            return int(file.read())
-    except (OSError, ValueError):
-        return None
+_PID_COUNTER = "/proc/sys/kernel/ns_last_pid"
 
 
 def holder(pid: int, key: str) -> MarkedProcess | None:
