@@ -508,16 +508,25 @@ def _check_step(
 ) -> Step | None:
     """Check one step's own fields and build it with defaults filled in (the step's value wins)."""
     before = len(problems)
-    problems.extend(_missing(raw, ("id",), path))
-    problems.extend(_missing(raw, ("command",), path, also_in=defaults))
+    if "id" not in raw or ("command" not in raw and "command" not in defaults):
+        problems.extend(_missing(raw, ("id",), path))
+        problems.extend(_missing(raw, ("command",), path, also_in=defaults))
     fields: dict[str, Any] = dict(defaults)
+    # A field's path is only needed for a problem: each field is checked without it first, and
+    # again with it only if it is wrong. A big definition (read back from a log, 10,000 steps)
+    # then costs no path string per field.
+    found: list[Problem] = []
     for key, value in raw.items():
         checker = _STEP_FIELDS.get(key) if isinstance(key, str) else None
         if checker is None:
             problems.append(_unknown_field(path, key, _STEP_FIELDS))
-        else:
-            fields[key] = checker(value, _key_path(path, key), problems)
-    if len(problems) > before or any(v is _INVALID for v in fields.values()):
+            continue
+        checked = checker(value, "", found)
+        if found:
+            found.clear()
+            checked = checker(value, _key_path(path, key), problems)
+        fields[key] = checked
+    if len(problems) > before or _INVALID in fields.values():
         return None
     return Step(**fields)
 
@@ -567,53 +576,63 @@ def _check_graph(drafts: Sequence[_StepDraft], problems: list[Problem]) -> None:
             node_of[draft.id] = len(node_of)
             first_at[draft.id] = draft.index
     edges: list[list[int]] = [[] for _ in node_of]
-    edge_path: dict[tuple[int, int], str] = {}
+    #: Where each edge was first written: the draft and the entry's position in its list.
+    edge_at: dict[tuple[int, int], tuple[_StepDraft, int]] = {}
     for draft in drafts:
         if draft.id is not None and first_at[draft.id] != draft.index:
             message = f"duplicate step id {_quote(draft.id)} (first at steps[{first_at[draft.id]}])"
             problems.append(Problem(f"steps[{draft.index}].id", message))
         source = node_of[draft.id] if draft.id is not None else None
-        for path, dep in _dependency_refs(draft, node_of, problems):
+        for position, dep in _dependency_refs(draft, node_of, problems):
             if source is not None:
                 edges[source].append(node_of[dep])
-                edge_path.setdefault((source, node_of[dep]), path)
+                edge_at.setdefault((source, node_of[dep]), (draft, position))
     names = list(node_of)
     for cycle in find_cycles(edges):
         text = " -> ".join(names[node] for node in [*cycle, cycle[0]])
-        problems.append(Problem(edge_path[(cycle[0], cycle[1])], f"cycle: {text}"))
+        draft, position = edge_at[(cycle[0], cycle[1])]
+        problems.append(Problem(_entry_path(draft, position), f"cycle: {text}"))
 
 
 def _dependency_refs(
     draft: _StepDraft, known: Mapping[str, int], problems: list[Problem]
-) -> list[tuple[str, str]]:
-    """The (path, step id) entries of a step's ``depends_on`` that are graph edges.
+) -> list[tuple[int, str]]:
+    """The (position, step id) entries of a step's ``depends_on`` that are graph edges.
 
     Reports, in list order, self-dependencies (the 1-cycle ``a -> a``), repeated entries and
     unknown steps; entries that are not strings were already reported by the field checks.
     """
     if draft.depends_on is None:
         return []
-    list_path, entries = draft.depends_on
+    entries = draft.depends_on[1]
     if not isinstance(entries, list):
         return []
-    refs: list[tuple[str, str]] = []
-    first_at: dict[str, str] = {}
+    refs: list[tuple[int, str]] = []
+    first_at: dict[str, int] = {}
     for i, dep in enumerate(entries):
         if not isinstance(dep, str):
             continue
-        path = f"{list_path}[{i}]"
         if dep in first_at:
-            message = f"duplicate dependency {_quote(dep)} (first at {first_at[dep]})"
-            problems.append(Problem(path, message))
+            first = _entry_path(draft, first_at[dep])
+            message = f"duplicate dependency {_quote(dep)} (first at {first})"
+            problems.append(Problem(_entry_path(draft, i), message))
         elif dep == draft.id:
             message = f"step {_quote(dep)} depends on itself (cycle: {dep} -> {dep})"
-            problems.append(Problem(path, message))
+            problems.append(Problem(_entry_path(draft, i), message))
         elif dep not in known:
-            problems.append(Problem(path, f"unknown step {_quote(dep)}{_closest(dep, known)}"))
+            message = f"unknown step {_quote(dep)}{_closest(dep, known)}"
+            problems.append(Problem(_entry_path(draft, i), message))
         else:
-            refs.append((path, dep))
-        first_at.setdefault(dep, path)
+            refs.append((i, dep))
+        first_at.setdefault(dep, i)
     return refs
+
+
+def _entry_path(draft: _StepDraft, position: int) -> str:
+    """The path of entry ``position`` of the ``depends_on`` that applies to ``draft``; built
+    only for a message, not for each of a big graph's edges."""
+    assert draft.depends_on is not None
+    return f"{draft.depends_on[0]}[{position}]"
 
 
 # ---------------------------------------------------------------------------------------------
