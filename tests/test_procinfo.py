@@ -112,39 +112,6 @@ def test_the_mark_scanner_reads_only_processes_new_since_its_last_scan(
         child.wait()
 
 
-@pytest.mark.skipif(not oscaps.HAS_PROCFS, reason="the incremental scan reads /proc")
-def test_the_mark_scanner_does_not_read_the_processes_its_caller_started(
-    tmp_path: object, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A runner knows the marks of the attempt leaders it started: an incremental scan skips
-    them (and only them), and finds what they started in their turn."""
-    read: list[int] = []
-    real_read = procinfo._read_marked
-
-    def counting(pid: int, needle: bytes) -> procinfo.MarkedProcess | None:
-        read.append(pid)
-        return real_read(pid, needle)
-
-    monkeypatch.setattr(procinfo, "_read_marked", counting)
-    scanner = procinfo.MarkScanner(procinfo.run_mark(str(tmp_path)) + "/")
-    scanner.FULL_SCAN_AFTER_SEC = 600.0
-    scanner.MAX_NEW_PIDS = 100_000
-    assert scanner.scan() == []
-    leader = marked_child(procinfo.attempt_key(str(tmp_path), "leader", 1))
-    other = marked_child(procinfo.attempt_key(str(tmp_path), "other", 1))
-    try:
-        scanner.started(leader.pid)
-        read.clear()
-        found = wait_until(scanner.scan, 10, "the other marked child")
-        assert [p.pid for p in found] == [other.pid]
-        assert leader.pid not in read and other.pid in read
-    finally:
-        for child in (leader, other):
-            child.kill()
-            child.wait()
-        scanner.close()
-
-
 def _living() -> set[int]:
     return {int(name) for name in os.listdir("/proc") if name.isdigit()}
 

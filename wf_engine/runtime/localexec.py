@@ -298,7 +298,6 @@ class LocalExecutor:
         finally:
             os.close(out_w)
             os.close(err_w)
-        self._scanner.started(pid)
         captures = (_Capture(out_r, spec.stdout_path), _Capture(err_r, spec.stderr_path))
         attempt = _Attempt(key, pid, reap, spec, captures)
         attempt.pipes = (os.fstat(out_r).st_ino, os.fstat(err_r).st_ino)

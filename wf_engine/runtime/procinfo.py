@@ -20,7 +20,6 @@ import hashlib
 import math
 import os
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -101,11 +100,6 @@ class MarkScanner:
     ``pid_max``, 32768 by default on Linux), moved by more than ``MAX_NEW_PIDS``, cannot be
     read, or the last scan is over ``FULL_SCAN_AFTER_SEC`` old, the scan is a full one. Linux
     only; elsewhere every scan is ``find_marked``'s.
-
-    A runner knows the marks of the processes it started itself: it says so (``started``), and
-    an incremental scan does not read them. That is safe because, within one incremental range,
-    a pid names a single process: reusing it takes the counter wrapping, which makes the next
-    scan a full one, and a full scan skips only the ``leaders`` it is given.
     """
 
     FULL_SCAN_AFTER_SEC = 1.0
@@ -120,19 +114,11 @@ class MarkScanner:
         #: The pid counter before the last scan looked (None: unknown).
         self._counter: int | None = None
         self._scanned_at = -math.inf
-        #: Pids the caller started, until a scan's range has passed them (see ``started``).
-        self._started: set[int] = set()
-        #: ``started`` is called by the threads that start processes, ``scan`` by another.
-        self._started_guard = threading.Lock()
         #: ``ns_last_pid``, kept open: reading it is then one ``pread``, not an ``open``.
         self._counter_fd = -1
 
-    def started(self, pid: int) -> None:
-        """``pid`` was started by the caller, with a mark the caller knows: not to be read."""
-        with self._started_guard:
-            self._started.add(pid)
-
     def close(self) -> None:
+        """Let go of the pid counter's descriptor (a later scan opens it again)."""
         if self._counter_fd >= 0:
             os.close(self._counter_fd)
             self._counter_fd = -1
@@ -156,11 +142,7 @@ class MarkScanner:
         if fresh is None:
             candidates = [int(name) for name in os.listdir("/proc") if name.isdigit()]
         else:
-            with self._started_guard:
-                known = self._started
-                # Started before the counter was read: in this range or an earlier one.
-                self._started = {pid for pid in known if counter is None or pid > counter}
-            candidates = [pid for pid in dict.fromkeys([*self._marked, *fresh]) if pid not in known]
+            candidates = list(dict.fromkeys([*self._marked, *fresh]))
         me = os.getpid()
         found: list[MarkedProcess] = []
         for pid in candidates:
