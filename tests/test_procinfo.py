@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -110,6 +111,64 @@ def test_the_mark_scanner_reads_only_processes_new_since_its_last_scan(
     finally:
         child.kill()
         child.wait()
+
+
+@pytest.mark.skipif(not oscaps.HAS_PROCFS, reason="the incremental scan reads /proc")
+def test_the_mark_scanner_reads_again_a_process_caught_without_an_environment(
+    tmp_path: object,
+) -> None:
+    """A process being exec'd shows an empty environment for a moment, even when the program
+    it becomes carries a mark. Judged then as unmarked, it was never read again. Here the
+    moment is stretched: the process waits with no environment, then execs into a marked one
+    (the same pid)."""
+    key = procinfo.attempt_key(str(tmp_path), "step", 1)
+    scanner = procinfo.MarkScanner(procinfo.run_mark(str(tmp_path)) + "/")
+    scanner.FULL_SCAN_AFTER_SEC = 600.0
+    scanner.MAX_NEW_PIDS = 100_000
+    assert scanner.scan() == []
+    env, sleep = shutil.which("env"), shutil.which("sleep")
+    assert env is not None and sleep is not None
+    child = subprocess.Popen(
+        ["/bin/sh", "-c", f"read go; exec {env} {procinfo.ATTEMPT_KEY_VAR}={key} {sleep} 60"],
+        env={},
+        stdin=subprocess.PIPE,
+        start_new_session=True,
+    )
+    try:
+        wait_until(lambda: _environment(child.pid) == b"", 10, "the child without environment")
+        assert scanner.scan() == []  # read now: an empty environment, judged later
+        assert child.stdin is not None
+        child.stdin.write(b"go\n")
+        child.stdin.close()
+        found = wait_until(scanner.scan, 10, "the child, marked since")
+        assert [(p.pid, p.key) for p in found] == [(child.pid, key)]
+    finally:
+        child.kill()
+        child.wait()
+        scanner.close()
+
+
+@pytest.mark.skipif(not oscaps.HAS_PROCFS, reason="reads /proc")
+def test_find_marked_does_not_list_a_process_without_an_environment(tmp_path: object) -> None:
+    key = procinfo.attempt_key(str(tmp_path), "step", 1)
+    bare = subprocess.Popen(["/bin/sh", "-c", "read go"], env={}, stdin=subprocess.PIPE)
+    mine = marked_child(key)
+    try:
+        wait_until(lambda: _environment(bare.pid) == b"", 10, "the child without environment")
+        found = wait_until(lambda: procinfo.find_marked(key), 10, "the marked child")
+        assert [p.pid for p in found] == [mine.pid]
+    finally:
+        for child in (bare, mine):
+            child.kill()
+            child.wait()
+
+
+def _environment(pid: int) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as file:
+            return file.read()
+    except OSError:
+        return None
 
 
 def _living() -> set[int]:

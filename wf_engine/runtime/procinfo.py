@@ -23,10 +23,22 @@ import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from enum import Enum, auto
 
 from wf_engine.runtime import oscaps
 
 ATTEMPT_KEY_VAR = "WF_ATTEMPT_KEY"
+
+
+class _Unsure(Enum):
+    """A live process whose environment cannot be judged yet (see ``_read_marked``)."""
+
+    UNSURE = auto()
+
+
+_UNSURE = _Unsure.UNSURE
+#: How long ``find_marked`` reads an unsure process again before it counts as unmarked.
+_UNSURE_WAIT_SEC = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,19 +110,26 @@ class MarkScanner:
     pid allocated since may name a thread (``/proc`` lists processes only): a marked one counts
     only if it leads its thread group. When the counter went backwards (it wrapped at
     ``pid_max``, 32768 by default on Linux), moved by more than ``MAX_NEW_PIDS``, cannot be
-    read, or the last scan is over ``FULL_SCAN_AFTER_SEC`` old, the scan is a full one. Linux
-    only; elsewhere every scan is ``find_marked``'s.
+    read, or the last scan is over ``FULL_SCAN_AFTER_SEC`` old, the scan is a full one. A
+    process whose environment read empty (being exec'd: see ``_read_marked``) is read again by
+    the next scans, for up to ``UNSURE_FOR_SEC``. Linux only; elsewhere every scan is
+    ``find_marked``'s.
     """
 
     FULL_SCAN_AFTER_SEC = 1.0
     #: More pids allocated than this since the last scan: listing ``/proc`` is cheaper.
     MAX_NEW_PIDS = 64
+    #: How long a process whose environment reads empty is read again before it counts as
+    #: unmarked (an exec takes microseconds to milliseconds).
+    UNSURE_FOR_SEC = 1.0
 
     def __init__(self, prefix: str) -> None:
         self._prefix = prefix
         self._needle = _needle(prefix)
         #: Pids of the processes the last scan found marked.
         self._marked: list[int] = []
+        #: Pids of the processes whose environment read empty, with when it first did.
+        self._unsure: dict[int, float] = {}
         #: The pid counter before the last scan looked (None: unknown).
         self._counter: int | None = None
         self._scanned_at = -math.inf
@@ -142,16 +161,22 @@ class MarkScanner:
         if fresh is None:
             candidates = [int(name) for name in os.listdir("/proc") if name.isdigit()]
         else:
-            candidates = list(dict.fromkeys([*self._marked, *fresh]))
+            candidates = list(dict.fromkeys([*self._marked, *self._unsure, *fresh]))
         me = os.getpid()
         found: list[MarkedProcess] = []
+        unsure: dict[int, float] = {}
         for pid in candidates:
             if pid in leaders or pid == me:
                 continue
             process = _read_marked(pid, self._needle)
-            if process is not None and (listed or _leads_thread_group(pid)):
+            if process is _UNSURE:
+                since = self._unsure.get(pid, now)
+                if now - since <= self.UNSURE_FOR_SEC:
+                    unsure[pid] = since
+            elif process is not None and (listed or _leads_thread_group(pid)):
                 found.append(process)
         self._marked = [process.pid for process in found]
+        self._unsure = unsure
         self._counter = counter
         self._scanned_at = now
         return found
@@ -179,6 +204,8 @@ def _leads_thread_group(pid: int) -> bool:
 
 
 _PID_COUNTER = "/proc/sys/kernel/ns_last_pid"
+#: The kernel-thread bit of ``/proc/<pid>/stat``'s flags (``PF_KTHREAD``).
+_PF_KTHREAD = 0x00200000
 
 
 def holder(pid: int, key: str) -> MarkedProcess | None:
@@ -235,26 +262,54 @@ def _linux_stat(pid: int) -> tuple[str, int, str] | None:
     return fields[0].decode(), int(fields[2]), fields[19].decode()
 
 
-def _linux_marked(prefix: str) -> Iterator[MarkedProcess]:
+def _linux_marked(prefix: str) -> list[MarkedProcess]:
+    """Every marked process; one whose environment reads empty is read again for up to
+    ``_UNSURE_WAIT_SEC`` (see ``_read_marked``), all of them in the same rounds."""
     needle = _needle(prefix)
+    found: list[MarkedProcess] = []
+    unsure: list[int] = []
     for name in os.listdir("/proc"):
         if name.isdigit():
             process = _read_marked(int(name), needle)
-            if process is not None:
-                yield process
+            if process is _UNSURE:
+                unsure.append(int(name))
+            elif process is not None:
+                found.append(process)
+    deadline = time.monotonic() + _UNSURE_WAIT_SEC
+    while unsure and time.monotonic() < deadline:
+        time.sleep(0.001)
+        still: list[int] = []
+        for pid in unsure:
+            process = _read_marked(pid, needle)
+            if process is _UNSURE:
+                still.append(pid)
+            elif process is not None:
+                found.append(process)
+        unsure = still
+    return found
 
 
 def _needle(prefix: str) -> bytes:
     return f"{ATTEMPT_KEY_VAR}={prefix}".encode()
 
 
-def _read_marked(pid: int, needle: bytes) -> MarkedProcess | None:
-    """Process ``pid`` if it lives and carries a mark starting with ``needle``'s prefix."""
+def _read_marked(pid: int, needle: bytes) -> MarkedProcess | _Unsure | None:
+    """Process ``pid`` if it lives and carries a mark starting with ``needle``'s prefix;
+    ``_UNSURE`` if it lives but its environment reads empty.
+
+    A process being exec'd has no environment to read for a moment: its parent already knows
+    the exec succeeded (``subprocess`` returns) while the kernel is still setting up the new
+    one. Judged then, a marked process would pass for unmarked, and an incremental scan never
+    reads it again. Kernel threads and zombies, whose environment is empty for good, are not
+    unsure; a process started with no environment at all is, until the caller gives up on it.
+    """
     try:
         with open(f"/proc/{pid}/environ", "rb") as file:
             environ = file.read()
     except OSError:
         return None
+    if not environ:
+        return _UNSURE if _is_user_process(pid) else None
     if needle not in environ:
         return None
     key = _key_in(environ.split(b"\0"), needle)
@@ -262,6 +317,20 @@ def _read_marked(pid: int, needle: bytes) -> MarkedProcess | None:
     if key is None or stat is None or stat[0] == "Z":
         return None
     return MarkedProcess(pid, stat[1], key, f"linux:{stat[2]}")
+
+
+def _is_user_process(pid: int) -> bool:
+    """Whether ``pid`` is a live process, neither a zombie nor a kernel thread."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as file:
+            stat = file.read()
+    except OSError:
+        return False
+    fields = stat[stat.rfind(b")") + 2 :].split()
+    try:
+        return fields[0] != b"Z" and not int(fields[6]) & _PF_KTHREAD
+    except (IndexError, ValueError):
+        return False
 
 
 def _key_in(entries: list[bytes], needle: bytes) -> str | None:
