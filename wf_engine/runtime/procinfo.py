@@ -250,15 +250,22 @@ def pipe_holders(inodes: set[int]) -> dict[int, list[int]] | None:
 # -- Linux: /proc ------------------------------------------------------------------------------
 
 
-def _linux_stat(pid: int) -> tuple[str, int, str] | None:
-    """(state, pgid, start time in clock ticks) from ``/proc/<pid>/stat``."""
+def _stat_fields(pid: int) -> list[bytes] | None:
+    """The fields of ``/proc/<pid>/stat`` from the third (state) on; None if it is gone."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as file:
             stat = file.read()
     except OSError:
         return None
     # Field 2 (comm) may contain spaces and parentheses: split after its closing parenthesis.
-    fields = stat[stat.rfind(b")") + 2 :].split()
+    return stat[stat.rfind(b")") + 2 :].split()
+
+
+def _linux_stat(pid: int) -> tuple[str, int, str] | None:
+    """(state, pgid, start time in clock ticks) from ``/proc/<pid>/stat``."""
+    fields = _stat_fields(pid)
+    if fields is None:
+        return None
     return fields[0].decode(), int(fields[2]), fields[19].decode()
 
 
@@ -321,16 +328,8 @@ def _read_marked(pid: int, needle: bytes) -> MarkedProcess | _Unsure | None:
 
 def _is_user_process(pid: int) -> bool:
     """Whether ``pid`` is a live process, neither a zombie nor a kernel thread."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as file:
-            stat = file.read()
-    except OSError:
-        return False
-    fields = stat[stat.rfind(b")") + 2 :].split()
-    try:
-        return fields[0] != b"Z" and not int(fields[6]) & _PF_KTHREAD
-    except (IndexError, ValueError):
-        return False
+    fields = _stat_fields(pid)
+    return fields is not None and fields[0] != b"Z" and not int(fields[6]) & _PF_KTHREAD
 
 
 def _key_in(entries: list[bytes], needle: bytes) -> str | None:
