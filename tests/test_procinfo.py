@@ -125,11 +125,18 @@ def test_the_mark_scanner_reads_again_a_process_caught_without_an_environment(
     scanner = procinfo.MarkScanner(procinfo.run_mark(str(tmp_path)) + "/")
     scanner.FULL_SCAN_AFTER_SEC = 600.0
     scanner.MAX_NEW_PIDS = 100_000
+    scanner.UNSURE_FOR_SEC = 600.0  # the window is stretched on purpose, however slowly
     assert scanner.scan() == []
-    env, sleep = shutil.which("env"), shutil.which("sleep")
-    assert env is not None and sleep is not None
+    sleep = shutil.which("sleep")
+    assert sleep is not None
+    # One execve from no environment to the marked one: nothing in between shows another.
+    become_marked = (
+        "import os, sys\n"
+        "sys.stdin.readline()\n"
+        f"os.execve({sleep!r}, [{sleep!r}, '60'], {{{procinfo.ATTEMPT_KEY_VAR!r}: {key!r}}})\n"
+    )
     child = subprocess.Popen(
-        ["/bin/sh", "-c", f"read go; exec {env} {procinfo.ATTEMPT_KEY_VAR}={key} {sleep} 60"],
+        [sys.executable, "-c", become_marked],
         env={},
         stdin=subprocess.PIPE,
         start_new_session=True,
